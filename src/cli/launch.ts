@@ -1,0 +1,112 @@
+import type { Server } from "node:http";
+import { Counters } from "../util/counters.js";
+import type { Logger } from "../util/log.js";
+import { formatPeerName, type PeerName } from "../wire/peer-name.js";
+import { DataPlane } from "../datapath/data-plane.js";
+import type { DatagramSocket } from "../sleeve/datagram-socket.js";
+import { Router } from "../mesh/router.js";
+import { buildReport } from "../status/report.js";
+import { startStatusServer } from "../status/server.js";
+import { makeIdentity } from "./identity.js";
+import type { HostPort, TapArg } from "./options.js";
+import { DEFAULT_MAC_TABLE_SIZE } from "../switch/mac-table.js";
+
+export interface LaunchConfig {
+  name?: PeerName;
+  nickname?: string;
+  host: string;
+  port: number;
+  mtu: number;
+  taps: TapArg[];
+  networks: string[];
+  statusAddr: HostPort;
+  peers: HostPort[];
+  macTableSize?: number;
+}
+
+export interface Running {
+  stop(): Promise<void>;
+}
+
+/** Opens the sleeve socket with the native addon, or with dgram where the addon cannot load. */
+async function openSocket(host: string, port: number, log: Logger): Promise<DatagramSocket> {
+  let nativeModule: typeof import("../datapath/native-udp.js");
+  try {
+    nativeModule = await import("../datapath/native-udp.js");
+  } catch (err) {
+    log.warn("native addon unavailable: sleeve falls back to dgram (slower)", {
+      error: (err as Error).message,
+    });
+    const { DgramDatagramSocket } = await import("../datapath/dgram-udp.js");
+    return DgramDatagramSocket.open(host, port);
+  }
+  return new nativeModule.NativeDatagramSocket(host, port);
+}
+
+/** Starts a peer: data plane, TAP ports, router, status endpoint. */
+export async function launch(config: LaunchConfig, log: Logger): Promise<Running> {
+  const counters = new Counters();
+  const identity = makeIdentity(config.name, config.nickname);
+  const socket = await openSocket(config.host, config.port, log);
+  const dataPlane = new DataPlane({
+    self: identity.name,
+    socket,
+    mtu: config.mtu,
+    macTableSize: config.macTableSize ?? DEFAULT_MAC_TABLE_SIZE,
+    counters,
+    log,
+  });
+  let router: Router | undefined;
+  let status: Server | undefined;
+  try {
+    for (const network of config.networks) dataPlane.networks.add(network);
+    for (const tap of config.taps) {
+      const port = dataPlane.addTap({
+        ifname: tap.ifname,
+        network: tap.network,
+        ...(tap.netns !== undefined ? { netnsPath: `/run/netns/${tap.netns}` } : {}),
+      });
+      log.info("attached TAP", { port: port.name, network: tap.network });
+    }
+    router = new Router({
+      identity,
+      host: config.host,
+      port: config.port,
+      dataPlane,
+      counters,
+      log,
+    });
+    await router.listen();
+    const liveRouter = router;
+    status = await startStatusServer(
+      config.statusAddr.host,
+      config.statusAddr.port,
+      () => buildReport(liveRouter, dataPlane, counters, config.mtu, config.port),
+      log,
+    );
+    dataPlane.start();
+    for (const peer of config.peers) router.connect(peer.host, peer.port);
+  } catch (err) {
+    await router?.stop();
+    status?.close();
+    dataPlane.close();
+    throw err;
+  }
+  log.info("weft started", {
+    name: formatPeerName(identity.name),
+    nickname: identity.nickname,
+    port: config.port,
+    status: `${config.statusAddr.host}:${config.statusAddr.port}`,
+    mtu: config.mtu,
+  });
+  const liveRouter = router;
+  const liveStatus = status;
+  return {
+    async stop() {
+      await liveRouter.stop();
+      liveStatus.closeAllConnections();
+      await new Promise<void>((resolve) => liveStatus.close(() => resolve()));
+      dataPlane.close();
+    },
+  };
+}

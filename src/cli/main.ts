@@ -1,0 +1,183 @@
+import { Command, InvalidArgumentError, Option } from "commander";
+import { Logger, type LogLevel } from "../util/log.js";
+import { WEFT_VERSION } from "../status/report.js";
+import { launch } from "./launch.js";
+import {
+  DEFAULT_MTU,
+  DEFAULT_PORT,
+  DEFAULT_STATUS_ADDR,
+  UsageError,
+  parseHostPort,
+  parseLogLevel,
+  parseMtu,
+  parseName,
+  parseNetwork,
+  parseNickname,
+  parsePort,
+  parseTap,
+  type TapArg,
+} from "./options.js";
+
+/** Adapts a checked parser to commander, which prints the message and exits non-zero. */
+function checked<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+function collect<T>(parse: (text: string) => T): (text: string, previous: T[] | undefined) => T[] {
+  const parseChecked = checked(parse);
+  return (text, previous) => [...(previous ?? []), parseChecked(text)];
+}
+
+interface LaunchFlags {
+  name?: number;
+  nickname?: string;
+  host: string;
+  port: number;
+  tap?: TapArg[];
+  network?: string[];
+  mtu: number;
+  statusAddr: string;
+  logLevel: LogLevel;
+}
+
+const STATUS_PATHS: Record<string, string> = {
+  "": "/status",
+  connections: "/status/connections",
+  peers: "/status/peers",
+  report: "/report",
+};
+
+async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> {
+  const log = new Logger(flags.logLevel);
+  const config = {
+    host: flags.host,
+    port: flags.port,
+    mtu: flags.mtu,
+    taps: flags.tap ?? [],
+    networks: flags.network ?? [],
+    statusAddr: parseHostPort("--status-addr", flags.statusAddr, 6782),
+    peers: peerArgs.map((peer) => parseHostPort("PEER", peer, DEFAULT_PORT)),
+    ...(flags.name !== undefined ? { name: flags.name } : {}),
+    ...(flags.nickname !== undefined ? { nickname: flags.nickname } : {}),
+  };
+  const running = await launch(config, log);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info("stopping", { signal });
+    running.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        log.error("error while stopping", { error: err.message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+async function runStatus(what: string | undefined, flags: { statusAddr: string }): Promise<void> {
+  const path = STATUS_PATHS[what ?? ""];
+  if (path === undefined) {
+    throw new UsageError(
+      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, report`,
+    );
+  }
+  const addr = parseHostPort("--status-addr", flags.statusAddr, 6782);
+  let response: Response;
+  try {
+    response = await fetch(`http://${addr.host}:${addr.port}${path}`, {
+      signal: AbortSignal.timeout(5000),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+    throw new Error(
+      `cannot reach weft's status endpoint at ${addr.host}:${addr.port} (${cause}): is weft running?`,
+    );
+  }
+  const body = await response.text();
+  if (!response.ok) throw new Error(`status endpoint answered ${response.status}: ${body.trim()}`);
+  process.stdout.write(body);
+}
+
+export function buildProgram(): Command {
+  const program = new Command("weft")
+    .description(
+      "userspace virtual Ethernet switch and overlay network, wire-compatible with Weave Net",
+    )
+    .version(WEFT_VERSION)
+    .showHelpAfterError()
+    .configureOutput({ outputError: (text, write) => write(text) });
+
+  program
+    .command("launch")
+    .description("run a peer in the foreground until SIGINT or SIGTERM")
+    .argument("[peers...]", "peers to connect to, as HOST[:PORT]")
+    .addOption(
+      new Option("--name <mac>", "peer name (default: derived from the machine id)").argParser(
+        checked(parseName),
+      ),
+    )
+    .addOption(
+      new Option("--nickname <name>", "display name (default: hostname)").argParser(
+        checked(parseNickname),
+      ),
+    )
+    .addOption(new Option("--host <ip>", "address to listen on").default("0.0.0.0"))
+    .addOption(
+      new Option("--port <port>", "TCP control and UDP sleeve port")
+        .default(DEFAULT_PORT)
+        .argParser(checked((t) => parsePort("--port", t))),
+    )
+    .addOption(
+      new Option(
+        "--tap <[netns:]if[@network]>",
+        "attach a TAP device, optionally in a network namespace, to a network (repeatable)",
+      ).argParser(collect(parseTap)),
+    )
+    .addOption(
+      new Option("--network <name>", "declare a virtual network (repeatable)").argParser(
+        collect(parseNetwork),
+      ),
+    )
+    .addOption(
+      new Option("--mtu <bytes>", "overlay MTU").default(DEFAULT_MTU).argParser(checked(parseMtu)),
+    )
+    .addOption(
+      new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
+    )
+    .addOption(
+      new Option("--log-level <level>", "debug, info, warn or error")
+        .default("info")
+        .argParser(checked(parseLogLevel)),
+    )
+    .action(runLaunch);
+
+  program
+    .command("status")
+    .description("show the local peer's status: summary, connections, peers or report (JSON)")
+    .argument("[what]", "connections, peers or report")
+    .addOption(
+      new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
+    )
+    .action(runStatus);
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    process.stderr.write(`weft: ${(err as Error).message}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  }
+}

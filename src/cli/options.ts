@@ -1,0 +1,120 @@
+import { DEFAULT_NETWORK, validateNetworkName } from "../switch/network.js";
+import { LOG_LEVELS, type LogLevel } from "../util/log.js";
+import { parsePeerName, type PeerName } from "../wire/peer-name.js";
+import { ETH_HEADER_LEN, VLAN_TAG_LEN } from "../wire/ethernet.js";
+import { MAX_UDP_PAYLOAD, RECORD_HEADER_LEN, SENDER_NAME_LEN } from "../wire/sleeve-packet.js";
+
+/**
+ * Checked parsing of command-line values. Each parser throws a UsageError that names the flag
+ * and says what it wanted; nothing here touches the system.
+ */
+
+export class UsageError extends Error {}
+
+export const DEFAULT_PORT = 6783;
+export const DEFAULT_MTU = 1376;
+/** Weave's floor for the sleeve MTU. */
+export const MIN_MTU = 552;
+/** The largest MTU whose tagged frame still fits one sleeve packet in one UDP datagram. */
+export const MAX_MTU =
+  MAX_UDP_PAYLOAD - SENDER_NAME_LEN - RECORD_HEADER_LEN - VLAN_TAG_LEN - ETH_HEADER_LEN;
+export const DEFAULT_STATUS_ADDR = "127.0.0.1:6782";
+
+export interface TapArg {
+  netns?: string;
+  ifname: string;
+  network: string;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+function fail(flag: string, message: string): never {
+  throw new UsageError(`${flag}: ${message}`);
+}
+
+export function parseIntInRange(flag: string, text: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) fail(flag, `${JSON.stringify(text)} is not a whole number`);
+  const value = Number(text);
+  if (value < min || value > max) fail(flag, `${value} is out of range ${min}..${max}`);
+  return value;
+}
+
+export function parsePort(flag: string, text: string): number {
+  return parseIntInRange(flag, text, 1, 65535);
+}
+
+export function parseMtu(text: string): number {
+  return parseIntInRange("--mtu", text, MIN_MTU, MAX_MTU);
+}
+
+export function parseName(text: string): PeerName {
+  try {
+    return parsePeerName(text);
+  } catch (err) {
+    return fail("--name", (err as Error).message);
+  }
+}
+
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const NETNS_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** `[NETNS:]IF[@NETWORK]`: a TAP, optionally in a named network namespace, on a network. */
+export function parseTap(text: string): TapArg {
+  const at = text.lastIndexOf("@");
+  const network = at >= 0 ? text.slice(at + 1) : DEFAULT_NETWORK;
+  const device = at >= 0 ? text.slice(0, at) : text;
+  const colon = device.indexOf(":");
+  const netns = colon >= 0 ? device.slice(0, colon) : undefined;
+  const ifname = colon >= 0 ? device.slice(colon + 1) : device;
+  if (!IFNAME.test(ifname)) {
+    fail(
+      "--tap",
+      `${JSON.stringify(text)}: interface name must be 1-15 letters, digits, '_', '.' or '-'`,
+    );
+  }
+  if (netns !== undefined && !NETNS_NAME.test(netns)) {
+    fail(
+      "--tap",
+      `${JSON.stringify(text)}: ${JSON.stringify(netns)} is not a network namespace name`,
+    );
+  }
+  try {
+    validateNetworkName(network);
+  } catch (err) {
+    fail("--tap", (err as Error).message);
+  }
+  return netns === undefined ? { ifname, network } : { netns, ifname, network };
+}
+
+export function parseNetwork(text: string): string {
+  try {
+    validateNetworkName(text);
+  } catch (err) {
+    fail("--network", (err as Error).message);
+  }
+  return text;
+}
+
+/** `HOST[:PORT]` for IPv4 hosts and names; `defaultPort` when no port is given. */
+export function parseHostPort(flag: string, text: string, defaultPort: number): HostPort {
+  const match = /^([A-Za-z0-9.-]+)(?::(\d+))?$/.exec(text);
+  if (match === null) fail(flag, `${JSON.stringify(text)} is not HOST[:PORT]`);
+  const port = match[2] === undefined ? defaultPort : parsePort(flag, match[2]);
+  return { host: match[1]!, port };
+}
+
+export function parseLogLevel(text: string): LogLevel {
+  if (!(LOG_LEVELS as string[]).includes(text))
+    fail("--log-level", `want one of ${LOG_LEVELS.join(", ")}`);
+  return text as LogLevel;
+}
+
+export function parseNickname(text: string): string {
+  if (text.length > 255 || /[\s()]/.test(text)) {
+    fail("--nickname", "at most 255 characters, without spaces or parentheses");
+  }
+  return text;
+}

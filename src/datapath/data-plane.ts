@@ -1,0 +1,168 @@
+import type { Counters } from "../util/counters.js";
+import { RateLimitedLog, type Logger } from "../util/log.js";
+import { ETH_HEADER_LEN, VLAN_TAG_LEN } from "../wire/ethernet.js";
+import type { PeerName } from "../wire/peer-name.js";
+import { RECORD_HEADER_LEN, SENDER_NAME_LEN } from "../wire/sleeve-packet.js";
+import { NetworkRegistry } from "../switch/network.js";
+import { Switch } from "../switch/switch.js";
+import { Routes, type TopologyView } from "../mesh/routes.js";
+import type { DatagramSocket } from "../sleeve/datagram-socket.js";
+import type { SleeveForwarder } from "../sleeve/forwarder.js";
+import { PacketArena } from "../sleeve/packet-arena.js";
+import { SleeveOverlay } from "../sleeve/sleeve-overlay.js";
+import { SleeveReceiver, type RecordSink } from "../sleeve/receiver.js";
+import { OutputBatch } from "./output-batch.js";
+import { TapPort } from "./tap-port.js";
+
+/** Read slots hold any frame a TAP with an MTU up to 16k can hand us; bigger ones are cut and dropped. */
+const TAP_SLOT_SIZE = 16384;
+
+export interface DataPlaneOptions {
+  self: PeerName;
+  socket: DatagramSocket;
+  /** Overlay MTU: the largest IP packet an endpoint may send. */
+  mtu: number;
+  macTableSize: number;
+  counters: Counters;
+  log: Logger;
+}
+
+export interface TapSpec {
+  ifname: string;
+  netnsPath?: string;
+  network: string;
+}
+
+/**
+ * The hot path: TAP ports and the sleeve socket in, the switch in the middle, batched writes
+ * out. The control plane talks to it through a few narrow calls: add or remove a forwarder,
+ * replace the routes, read the counters.
+ */
+export class DataPlane implements RecordSink {
+  readonly networks: NetworkRegistry;
+  readonly switch: Switch;
+  readonly routes: Routes;
+  readonly ports: TapPort[] = [];
+  /** Packet size limit: the largest frame, tagged, in one record, after the sender name. */
+  readonly maxPacket: number;
+  readonly arena: PacketArena;
+  private readonly overlay: SleeveOverlay;
+  private readonly receiver: SleeveReceiver;
+  private readonly output = new OutputBatch();
+  private readonly knownPeers = new Set<PeerName>();
+  private readonly sweepTimer: NodeJS.Timeout;
+
+  constructor(private readonly opts: DataPlaneOptions) {
+    const { self, counters, log } = opts;
+    this.networks = new NetworkRegistry(opts.macTableSize, counters);
+    this.routes = new Routes(self);
+    this.overlay = new SleeveOverlay(this.routes);
+    const maxFrame = opts.mtu + ETH_HEADER_LEN;
+    this.switch = new Switch(self, this.networks, this.overlay, counters, maxFrame);
+    this.maxPacket = SENDER_NAME_LEN + RECORD_HEADER_LEN + maxFrame + VLAN_TAG_LEN;
+    this.arena = new PacketArena(opts.socket, counters, this.maxPacket);
+    this.receiver = new SleeveReceiver(
+      self,
+      this,
+      counters,
+      new RateLimitedLog(log.child({ component: "sleeve" }), "warn"),
+    );
+    this.knownPeers.add(self);
+    this.sweepTimer = setInterval(() => this.switch.sweep(Date.now()), 60_000);
+    this.sweepTimer.unref();
+  }
+
+  start(): void {
+    this.opts.socket.startReceiving((buf, slotSize, lengths, addrs, count) => {
+      const now = Date.now();
+      for (let i = 0; i < count; i++) {
+        this.receiver.handleDatagram(
+          buf,
+          i * slotSize,
+          lengths[i]!,
+          slotSize,
+          addrs[2 * i]!,
+          addrs[2 * i + 1]!,
+          now,
+        );
+      }
+      this.flush();
+    });
+    for (const port of this.ports) port.start();
+  }
+
+  addTap(spec: TapSpec): TapPort {
+    const network = this.networks.add(spec.network);
+    const port = new TapPort(
+      {
+        ifname: spec.ifname,
+        ...(spec.netnsPath !== undefined ? { netnsPath: spec.netnsPath } : {}),
+        network,
+        slotSize: TAP_SLOT_SIZE,
+        output: this.output,
+        counters: this.opts.counters,
+        log: this.opts.log,
+      },
+      (from, buf, slotSize, lengths, count) => {
+        const now = Date.now();
+        for (let i = 0; i < count; i++)
+          this.switch.fromLocal(from, buf, i * slotSize, lengths[i]!, now);
+        this.flush();
+      },
+    );
+    this.switch.addPort(port);
+    this.ports.push(port);
+    return port;
+  }
+
+  removeTap(port: TapPort): void {
+    const index = this.ports.indexOf(port);
+    if (index < 0) return;
+    this.ports.splice(index, 1);
+    this.switch.removePort(port);
+    port.close();
+  }
+
+  addForwarder(forwarder: SleeveForwarder): void {
+    this.overlay.forwarders.set(forwarder.remote, forwarder);
+    this.knownPeers.add(forwarder.remote);
+  }
+
+  removeForwarder(forwarder: SleeveForwarder): void {
+    if (this.overlay.forwarders.get(forwarder.remote) !== forwarder) return;
+    this.overlay.forwarders.delete(forwarder.remote);
+    this.knownPeers.delete(forwarder.remote);
+    this.switch.forgetPeer(forwarder.remote);
+  }
+
+  setTopology(topology: TopologyView): void {
+    this.routes.recompute(topology);
+  }
+
+  forwarderFor(sender: PeerName): SleeveForwarder | undefined {
+    return this.overlay.forwarders.get(sender);
+  }
+
+  isKnownPeer(peer: PeerName): boolean {
+    return this.knownPeers.has(peer);
+  }
+
+  deliver(src: PeerName, buf: Buffer, offset: number, length: number, now: number): void {
+    this.switch.fromOverlay(src, buf, offset, length, now);
+  }
+
+  relay(src: PeerName, dst: PeerName, buf: Buffer, offset: number, length: number): void {
+    this.overlay.unicast(src, dst, 0, buf, offset, length);
+  }
+
+  flush(): void {
+    this.output.flush();
+    this.arena.flush();
+  }
+
+  close(): void {
+    clearInterval(this.sweepTimer);
+    for (const port of this.ports) port.close();
+    this.opts.socket.close();
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Dial targets and Weave's reconnect back-off (spec 1.6): the delay is drawn from [i/2, 3i/2)
+ * with i starting at 2 s and growing ×1.5 per failure up to 6 minutes; a connection that lived
+ * over a minute is retried at once with i reset; connecting to ourselves is never retried.
+ */
+
+export const INITIAL_INTERVAL_MS = 2_000;
+export const MAX_INTERVAL_MS = 6 * 60_000;
+export const BACKOFF_FACTOR = 1.5;
+export const RESET_AFTER_MS = 60_000;
+
+export type TargetState = "connecting" | "connected" | "retrying" | "failed";
+
+export interface Target {
+  readonly address: string;
+  readonly host: string;
+  readonly port: number;
+  state: TargetState;
+  lastError: string | undefined;
+  retryAt: number | undefined;
+  interval: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export interface ConnectionMakerOptions {
+  dial(target: Target): void;
+  random?: () => number;
+}
+
+export class ConnectionMaker {
+  private readonly targets = new Map<string, Target>();
+  private stopped = false;
+
+  constructor(private readonly opts: ConnectionMakerOptions) {}
+
+  add(host: string, port: number): Target {
+    const address = `${host}:${port}`;
+    const existing = this.targets.get(address);
+    if (existing) return existing;
+    const target: Target = {
+      address,
+      host,
+      port,
+      state: "connecting",
+      lastError: undefined,
+      retryAt: undefined,
+      interval: INITIAL_INTERVAL_MS,
+      timer: undefined,
+    };
+    this.targets.set(address, target);
+    this.attempt(target);
+    return target;
+  }
+
+  list(): Target[] {
+    return [...this.targets.values()];
+  }
+
+  connected(target: Target): void {
+    target.state = "connected";
+    target.lastError = undefined;
+  }
+
+  /** A dial or a connection ended. `livedMs` is how long the connection was up (0 if never). */
+  ended(target: Target, error: string, livedMs: number, retry = true): void {
+    if (this.stopped) return;
+    target.lastError = error;
+    if (!retry) {
+      target.state = "failed";
+      target.retryAt = undefined;
+      return;
+    }
+    if (livedMs > RESET_AFTER_MS) {
+      target.interval = INITIAL_INTERVAL_MS;
+      this.attempt(target);
+      return;
+    }
+    const random = this.opts.random ?? Math.random;
+    const delay = target.interval / 2 + random() * target.interval;
+    target.interval = Math.min(target.interval * BACKOFF_FACTOR, MAX_INTERVAL_MS);
+    target.state = "retrying";
+    target.retryAt = Date.now() + delay;
+    clearTimeout(target.timer);
+    target.timer = setTimeout(() => this.attempt(target), delay);
+    target.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const target of this.targets.values()) clearTimeout(target.timer);
+  }
+
+  private attempt(target: Target): void {
+    if (this.stopped) return;
+    target.state = "connecting";
+    target.retryAt = undefined;
+    this.opts.dial(target);
+  }
+}

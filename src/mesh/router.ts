@@ -1,0 +1,273 @@
+import * as net from "node:net";
+import { randomBytes } from "node:crypto";
+import type { Counters } from "../util/counters.js";
+import type { Logger } from "../util/log.js";
+import { formatPeerName, type PeerName } from "../wire/peer-name.js";
+import type { PeerIntro } from "../wire/features.js";
+import { ProtocolTag } from "../wire/protocol.js";
+import { ipv4ToUint32 } from "../sleeve/datagram-socket.js";
+import { SleeveForwarder } from "../sleeve/forwarder.js";
+import type { DataPlane } from "../datapath/data-plane.js";
+import { MeshConnection } from "./connection.js";
+import { ConnectionMaker, type Target } from "./connection-maker.js";
+import { TokenBucket } from "./accept-limiter.js";
+
+export const DEFAULT_CONN_LIMIT = 200;
+
+export interface Identity {
+  name: PeerName;
+  nickname: string;
+  /** Incarnation: random, non-zero, new at every start. */
+  uid: bigint;
+  shortId: number;
+}
+
+export interface RouterOptions {
+  identity: Identity;
+  host: string;
+  port: number;
+  dataPlane: DataPlane;
+  counters: Counters;
+  log: Logger;
+  connLimit?: number;
+}
+
+interface Link {
+  conn: MeshConnection;
+  /** Dial targets this connection satisfies: its own, and those of duplicates it won over. */
+  targets: Target[];
+  forwarder: SleeveForwarder | undefined;
+}
+
+/**
+ * The control plane of one peer: accepts and dials TCP connections, runs their handshakes,
+ * gives each established peer a sleeve forwarder, and keeps the data plane's routes current.
+ */
+export class Router {
+  readonly identity: Identity;
+  private readonly links = new Map<MeshConnection, Link>();
+  private readonly byPeer = new Map<PeerName, MeshConnection>();
+  private readonly maker: ConnectionMaker;
+  private readonly acceptBucket = new TokenBucket();
+  private server: net.Server | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: RouterOptions) {
+    this.identity = opts.identity;
+    this.log = opts.log.child({ component: "router" });
+    this.maker = new ConnectionMaker({ dial: (target) => this.dial(target) });
+  }
+
+  async listen(): Promise<void> {
+    const server = net.createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: this.opts.host, port: this.opts.port }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (err) => this.log.error("listener error", { error: err.message }));
+    this.server = server;
+    this.refreshTopology();
+  }
+
+  connect(host: string, port: number): void {
+    this.maker.add(host, port);
+  }
+
+  targets(): Target[] {
+    return this.maker.list();
+  }
+
+  connections(): MeshConnection[] {
+    return [...this.links.keys()];
+  }
+
+  forwarderOf(conn: MeshConnection): SleeveForwarder | undefined {
+    return this.links.get(conn)?.forwarder;
+  }
+
+  async stop(): Promise<void> {
+    this.maker.stop();
+    for (const conn of [...this.links.keys()]) conn.close("shutting down");
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
+  }
+
+  private accept(socket: net.Socket): void {
+    const limit = this.opts.connLimit ?? DEFAULT_CONN_LIMIT;
+    if (!this.acceptBucket.take() || this.links.size >= limit) {
+      this.log.warn("refusing inbound connection: accept rate or connection limit reached", {
+        remote: `${socket.remoteAddress}:${socket.remotePort}`,
+      });
+      socket.destroy();
+      return;
+    }
+    this.startConnection(socket, false, undefined);
+  }
+
+  private dial(target: Target): void {
+    const socket = net.connect({ host: target.host, port: target.port });
+    const onError = (err: Error): void => {
+      this.maker.ended(target, err.message, 0);
+    };
+    socket.once("error", onError);
+    socket.once("connect", () => {
+      socket.off("error", onError);
+      this.startConnection(socket, true, target);
+    });
+  }
+
+  private startConnection(socket: net.Socket, outbound: boolean, target: Target | undefined): void {
+    const conn = new MeshConnection({
+      socket,
+      outbound,
+      local: this.localIntro(),
+      owner: this,
+      counters: this.opts.counters,
+      log: this.log,
+    });
+    this.links.set(conn, { conn, targets: target ? [target] : [], forwarder: undefined });
+    if (target) this.maker.connected(target);
+    conn.start();
+  }
+
+  private localIntro(): PeerIntro {
+    const { name, nickname, uid, shortId } = this.identity;
+    return {
+      name,
+      nickname,
+      uid,
+      shortId,
+      connId: randomBytes(8).readBigUInt64BE(0),
+      trusted: false,
+    };
+  }
+
+  // ConnectionOwner
+
+  introduced(conn: MeshConnection): string | undefined {
+    const remote = conn.remote!;
+    const link = this.links.get(conn)!;
+    if (remote.name === this.identity.name) {
+      return remote.uid === this.identity.uid
+        ? "cannot connect to ourself"
+        : `name collision: peer claims our name ${formatPeerName(remote.name)} with another UID`;
+    }
+    const existing = this.byPeer.get(remote.name);
+    if (existing !== undefined) {
+      // Both ends keep the connection with the smaller connection UID (spec 1.6). The loser's
+      // dial targets move to the winner, so that they are not redialled while it lives.
+      const existingLink = this.links.get(existing)!;
+      if (conn.connectionUid === existing.connectionUid) {
+        existing.close("duplicate connection with an equal UID");
+        return "duplicate connection with an equal UID";
+      }
+      if (conn.connectionUid > existing.connectionUid) {
+        existingLink.targets.push(...link.targets.splice(0));
+        for (const target of existingLink.targets) this.maker.connected(target);
+        return "duplicate connection; keeping the existing one";
+      }
+      link.targets.push(...existingLink.targets.splice(0));
+      for (const target of link.targets) this.maker.connected(target);
+      existing.close("replaced by a duplicate connection with a smaller UID");
+    }
+    this.byPeer.set(remote.name, conn);
+    link.forwarder = this.makeForwarder(conn);
+    this.opts.dataPlane.addForwarder(link.forwarder);
+    link.forwarder.start();
+    this.log.info("connection added", { peer: conn.remoteLabel(), address: conn.remoteAddress });
+    return undefined;
+  }
+
+  message(conn: MeshConnection, tag: number, body: Buffer): void {
+    const forwarder = this.links.get(conn)?.forwarder;
+    switch (tag) {
+      case ProtocolTag.ConnectionEstablished:
+        forwarder?.connectionEstablished();
+        break;
+      case ProtocolTag.FragmentationReceived:
+      case ProtocolTag.PMTUVerified:
+        // We do not run fragmentation or MTU tests (Node cannot set DF): nothing to act on.
+        break;
+      default:
+        this.log.debug("ignoring control message", {
+          tag,
+          bytes: body.length,
+          peer: conn.remoteLabel(),
+        });
+    }
+  }
+
+  closed(conn: MeshConnection, reason: string): void {
+    const link = this.links.get(conn);
+    if (!link) return;
+    this.links.delete(conn);
+    const lived = Date.now() - conn.startedAt;
+    if (link.forwarder) {
+      link.forwarder.stop();
+      this.opts.dataPlane.removeForwarder(link.forwarder);
+    }
+    if (conn.remote && this.byPeer.get(conn.remote.name) === conn) {
+      this.byPeer.delete(conn.remote.name);
+      this.refreshTopology();
+    }
+    this.log.warn("connection closed", { peer: conn.remoteLabel(), reason });
+    const isSelf = conn.remote?.name === this.identity.name;
+    for (const target of link.targets) this.maker.ended(target, reason, lived, !isSelf);
+  }
+
+  private makeForwarder(conn: MeshConnection): SleeveForwarder {
+    const remote = conn.remote!;
+    const socket = this.opts.dataPlane;
+    const log = this.log.child({ component: "sleeve", peer: conn.remoteLabel() });
+    return new SleeveForwarder({
+      self: this.identity.name,
+      remote: remote.name,
+      connectionUid: conn.connectionUid,
+      outbound: conn.outbound,
+      // We dialled the peer's TCP port, which is also its sleeve UDP port (spec 3.1).
+      ...(conn.outbound ? { remoteAddress: sleeveAddressOf(conn.remoteAddress) } : {}),
+      maxPacket: socket.maxPacket,
+      arena: socket.arena,
+      counters: this.opts.counters,
+      log,
+      control: {
+        sendConnectionEstablished: () => conn.send(ProtocolTag.ConnectionEstablished),
+        sendFragmentationReceived: () => conn.send(ProtocolTag.FragmentationReceived),
+        sendPmtuVerified: (size) => conn.send(ProtocolTag.PMTUVerified, uint16(size)),
+        forwarderEstablished: () => {
+          conn.markEstablished();
+          this.log.info("connection established", { peer: conn.remoteLabel() });
+          this.refreshTopology();
+        },
+        forwarderFailed: (reason) => conn.close(reason),
+      },
+    });
+  }
+
+  /** Data routes follow our established connections (gossiped topology comes with the mesh). */
+  private refreshTopology(): void {
+    const self = this.identity.name;
+    const neighbours = [...this.byPeer.entries()]
+      .filter(([, conn]) => conn.state === "established")
+      .map(([peer]) => peer);
+    this.opts.dataPlane.setTopology({ neighbours: (peer) => (peer === self ? neighbours : []) });
+  }
+}
+
+function sleeveAddressOf(tcpAddress: string): { ip: number; port: number } {
+  const colon = tcpAddress.lastIndexOf(":");
+  return {
+    ip: ipv4ToUint32(tcpAddress.slice(0, colon).replace(/^::ffff:/, "")),
+    port: Number(tcpAddress.slice(colon + 1)),
+  };
+}
+
+function uint16(value: number): Buffer {
+  const out = Buffer.alloc(2);
+  out.writeUInt16BE(value);
+  return out;
+}

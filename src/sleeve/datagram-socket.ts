@@ -1,0 +1,48 @@
+/**
+ * The UDP socket the sleeve runs on, as the data path sees it: batched sends from one arena,
+ * batched receives into another. Two implementations: the native addon (sendmmsg/recvmmsg) and
+ * Node's dgram as a fallback where the addon cannot load.
+ */
+export interface DatagramSocket {
+  readonly localPort: number;
+  /** Sends datagram i = buf[offsets[i], +lengths[i]) to (addrs[2i], addrs[2i+1]); returns how many went. */
+  sendBatch(
+    buf: Buffer,
+    offsets: Int32Array,
+    lengths: Int32Array,
+    addrs: Uint32Array,
+    count: number,
+  ): number;
+  /** Starts delivering received datagrams, a batch per call. */
+  startReceiving(handler: DatagramBatchHandler): void;
+  close(): void;
+}
+
+/**
+ * Datagram i is buf[i * slotSize, +lengths[i]) from (addrs[2i], addrs[2i+1]). A length larger
+ * than slotSize means the datagram was truncated to fit.
+ */
+export type DatagramBatchHandler = (
+  buf: Buffer,
+  slotSize: number,
+  lengths: Int32Array,
+  addrs: Uint32Array,
+  count: number,
+) => void;
+
+export function ipv4ToUint32(text: string): number {
+  const parts = text.split(".");
+  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${JSON.stringify(text)}`);
+  let value = 0;
+  for (const part of parts) {
+    if (!/^\d{1,3}$/.test(part) || Number(part) > 255) {
+      throw new Error(`not an IPv4 address: ${JSON.stringify(text)}`);
+    }
+    value = value * 256 + Number(part);
+  }
+  return value;
+}
+
+export function uint32ToIpv4(value: number): string {
+  return `${value >>> 24}.${(value >>> 16) & 0xff}.${(value >>> 8) & 0xff}.${value & 0xff}`;
+}

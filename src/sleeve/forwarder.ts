@@ -1,0 +1,245 @@
+import type { Counters } from "../util/counters.js";
+import type { Logger } from "../util/log.js";
+import { ETH_ADDR_LEN, ETH_HEADER_LEN, ETHERTYPE_8021Q, VLAN_TAG_LEN } from "../wire/ethernet.js";
+import { writePeerName, type PeerName } from "../wire/peer-name.js";
+import {
+  FRAG_TEST_FRAME_LEN,
+  HEARTBEAT_FRAME_LEN,
+  MAX_FRAMES_PER_PACKET,
+  RECORD_HEADER_LEN,
+  SENDER_NAME_LEN,
+  readHeartbeatUid,
+  writeHeartbeatFrame,
+  writeRecordHeader,
+} from "../wire/sleeve-packet.js";
+import { uint32ToIpv4 } from "./datagram-socket.js";
+import type { PacketArena } from "./packet-arena.js";
+
+/** Sleeve timing (spec 3.5). */
+export const FAST_HEARTBEAT_MS = 500;
+export const SLOW_HEARTBEAT_MS = 10_000;
+export const HEARTBEAT_TIMEOUT_MS = 60_000;
+
+/** What a forwarder asks of its TCP connection (the control messages of spec 2.3, tags 1–3). */
+export interface ForwarderControl {
+  sendConnectionEstablished(): void;
+  sendFragmentationReceived(): void;
+  sendPmtuVerified(size: number): void;
+  forwarderEstablished(): void;
+  forwarderFailed(reason: string): void;
+}
+
+export interface ForwarderOptions {
+  self: PeerName;
+  remote: PeerName;
+  connectionUid: bigint;
+  /** We dialled: we know the peer's UDP address and heartbeat first (spec 3.5). */
+  outbound: boolean;
+  remoteAddress?: { ip: number; port: number };
+  /** Largest UDP payload this forwarder builds. */
+  maxPacket: number;
+  arena: PacketArena;
+  control: ForwarderControl;
+  counters: Counters;
+  log: Logger;
+}
+
+/**
+ * The sleeve forwarder for one peer connection: batches records into packets for that peer,
+ * heartbeats, learns the peer's UDP address, and answers Weave's fragmentation and MTU tests.
+ */
+export class SleeveForwarder {
+  readonly remote: PeerName;
+  established = false;
+  remoteIp = 0;
+  remotePort = 0;
+  private hasAddress = false;
+  private sentEstablished = false;
+  private lastHeartbeatAt = 0;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private slot = -1;
+  private slotGeneration = -1;
+  private slotUsed = 0;
+  private slotRecords = 0;
+  private stopped = false;
+  private readonly heartbeatFrame = Buffer.alloc(HEARTBEAT_FRAME_LEN);
+
+  constructor(private readonly opts: ForwarderOptions) {
+    this.remote = opts.remote;
+    writeHeartbeatFrame(this.heartbeatFrame, 0, opts.connectionUid);
+    if (opts.remoteAddress) this.setAddress(opts.remoteAddress.ip, opts.remoteAddress.port);
+  }
+
+  get address(): string | undefined {
+    return this.hasAddress ? `${uint32ToIpv4(this.remoteIp)}:${this.remotePort}` : undefined;
+  }
+
+  /** The connection is up: start heartbeating (the outbound side at once). */
+  start(): void {
+    this.lastHeartbeatAt = Date.now();
+    this.setHeartbeatInterval(FAST_HEARTBEAT_MS);
+    this.timeoutTimer = setInterval(() => this.checkTimeout(), 1000);
+    this.timeoutTimer.unref();
+    if (this.opts.outbound) this.sendHeartbeat();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.timeoutTimer);
+  }
+
+  /**
+   * Appends a record (src, dst, frame) to this peer's open packet; with `vlan` ≠ 0 an 802.1Q
+   * tag is inserted after the MAC addresses while copying.
+   */
+  appendFrame(
+    src: PeerName,
+    dst: PeerName,
+    vlan: number,
+    buf: Buffer,
+    offset: number,
+    length: number,
+  ): void {
+    if (this.writeRecord(src, dst, vlan, buf, offset, length)) {
+      this.opts.counters.sleeve_tx_frames++;
+    } else {
+      this.opts.counters.sleeve_tx_dropped++;
+    }
+  }
+
+  private writeRecord(
+    src: PeerName,
+    dst: PeerName,
+    vlan: number,
+    buf: Buffer,
+    offset: number,
+    length: number,
+  ): boolean {
+    if (!this.hasAddress || this.stopped) return false;
+    const frameLength = vlan === 0 ? length : length + VLAN_TAG_LEN;
+    const base = this.reserve(RECORD_HEADER_LEN + frameLength);
+    if (base < 0) return false;
+    const out = this.opts.arena.buf;
+    writeRecordHeader(out, base, src, dst, frameLength);
+    const frameStart = base + RECORD_HEADER_LEN;
+    if (vlan === 0) {
+      buf.copy(out, frameStart, offset, offset + length);
+    } else {
+      buf.copy(out, frameStart, offset, offset + 2 * ETH_ADDR_LEN);
+      out.writeUInt16BE(ETHERTYPE_8021Q, frameStart + 12);
+      out.writeUInt16BE(vlan, frameStart + 14);
+      buf.copy(
+        out,
+        frameStart + 2 * ETH_ADDR_LEN + VLAN_TAG_LEN,
+        offset + 2 * ETH_ADDR_LEN,
+        offset + length,
+      );
+    }
+    return true;
+  }
+
+  /** Returns where `size` bytes of record can go in this peer's open packet, or -1. */
+  private reserve(size: number): number {
+    const arena = this.opts.arena;
+    if (
+      this.slotGeneration !== arena.generation ||
+      this.slotUsed + size > this.opts.maxPacket ||
+      this.slotRecords === MAX_FRAMES_PER_PACKET
+    ) {
+      if (SENDER_NAME_LEN + size > this.opts.maxPacket) return -1;
+      this.slot = arena.open(this.remoteIp, this.remotePort);
+      this.slotGeneration = arena.generation;
+      writePeerName(arena.buf, arena.offsets[this.slot]!, this.opts.self);
+      this.slotUsed = SENDER_NAME_LEN;
+      this.slotRecords = 0;
+    }
+    const at = arena.offsets[this.slot]! + this.slotUsed;
+    this.slotUsed += size;
+    this.slotRecords++;
+    arena.lengths[this.slot] = this.slotUsed;
+    return at;
+  }
+
+  /**
+   * A record with an all-zero Ethernet header from this peer to us (spec 3.4). `fromIp` and
+   * `fromPort` are the UDP source, which a heartbeat teaches us.
+   */
+  handleSpecial(
+    buf: Buffer,
+    offset: number,
+    length: number,
+    fromIp: number,
+    fromPort: number,
+  ): void {
+    if (length === HEARTBEAT_FRAME_LEN) {
+      if (readHeartbeatUid(buf, offset) !== this.opts.connectionUid) return;
+      this.lastHeartbeatAt = Date.now();
+      if (!this.hasAddress || this.remoteIp !== fromIp || this.remotePort !== fromPort) {
+        if (this.hasAddress) {
+          this.opts.log.info("peer's sleeve address changed", {
+            from: this.address,
+            to: `${uint32ToIpv4(fromIp)}:${fromPort}`,
+          });
+        }
+        this.setAddress(fromIp, fromPort);
+      }
+      if (!this.sentEstablished) {
+        this.sentEstablished = true;
+        if (!this.opts.outbound) this.sendHeartbeat();
+        this.opts.control.sendConnectionEstablished();
+      }
+      return;
+    }
+    if (!isAllZero(buf, offset + ETH_HEADER_LEN, offset + length)) return;
+    if (length === FRAG_TEST_FRAME_LEN) {
+      this.opts.control.sendFragmentationReceived();
+    } else {
+      // Any other length is an MTU test (the 60000-byte PMTU probe included): echo its size,
+      // or Weave's sleeve MTU towards us collapses to the floor.
+      this.opts.control.sendPmtuVerified(length - ETH_HEADER_LEN);
+    }
+  }
+
+  /** The peer told us over TCP that it received our heartbeat. */
+  connectionEstablished(): void {
+    if (this.established) return;
+    this.established = true;
+    this.setHeartbeatInterval(SLOW_HEARTBEAT_MS);
+    this.opts.control.forwarderEstablished();
+  }
+
+  private setAddress(ip: number, port: number): void {
+    this.remoteIp = ip;
+    this.remotePort = port;
+    this.hasAddress = true;
+    this.slotGeneration = -1; // a new address needs a new packet
+  }
+
+  private setHeartbeatInterval(ms: number): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = setInterval(() => this.sendHeartbeat(), ms);
+    this.heartbeatTimer.unref();
+  }
+
+  private sendHeartbeat(): void {
+    if (
+      this.writeRecord(this.opts.self, this.remote, 0, this.heartbeatFrame, 0, HEARTBEAT_FRAME_LEN)
+    ) {
+      this.opts.arena.scheduleFlush();
+    }
+  }
+
+  private checkTimeout(): void {
+    if (Date.now() - this.lastHeartbeatAt > HEARTBEAT_TIMEOUT_MS) {
+      this.stop();
+      this.opts.control.forwarderFailed("no sleeve heartbeat from peer for 60s");
+    }
+  }
+}
+
+function isAllZero(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i] !== 0) return false;
+  return true;
+}

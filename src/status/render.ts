@@ -1,0 +1,142 @@
+/**
+ * Text renderings of the status report, in Weave's formats (spec 4.4), so that scripts written
+ * against `weave status` keep working against `weft status`.
+ */
+
+export interface ConnectionReport {
+  Address: string;
+  Outbound: boolean;
+  /** established, pending, or for targets without a connection: connecting, retrying, failed. */
+  State: string;
+  Info: string;
+  Attrs: Record<string, string | number | boolean> | null;
+  Name?: string;
+  NickName?: string;
+}
+
+export interface PeerReport {
+  Name: string;
+  NickName: string;
+  UID: string;
+  ShortID: number;
+  Version: number;
+  Connections: {
+    Name: string;
+    NickName: string;
+    Address: string;
+    Outbound: boolean;
+    Established: boolean;
+  }[];
+}
+
+export interface RouterReport {
+  Protocol: string;
+  ProtocolMinVersion: number;
+  ProtocolMaxVersion: number;
+  Encryption: boolean;
+  PeerDiscovery: boolean;
+  Name: string;
+  NickName: string;
+  Port: number;
+  Peers: PeerReport[];
+  Connections: ConnectionReport[];
+  Targets: string[];
+  TrustedSubnets: string[];
+}
+
+export interface NetworkReport {
+  Name: string;
+  VLAN: number;
+  Ports: string[];
+  MACs: number;
+}
+
+export interface Report {
+  Version: string;
+  Router: RouterReport;
+  Weft: {
+    MTU: number;
+    Datapath: string;
+    Networks: NetworkReport[];
+    Counters: Record<string, number>;
+  };
+}
+
+function pad(text: string, width: number): string {
+  return text.length >= width ? text : text + " ".repeat(width - text.length);
+}
+
+/** Weave prints the best forwarder's attributes sorted by key, run together without a separator. */
+export function renderAttrs(attrs: Record<string, string | number | boolean> | null): string {
+  if (attrs === null) return "";
+  return Object.keys(attrs)
+    .filter((key) => key !== "name")
+    .sort()
+    .map((key) => `${key}=${String(attrs[key])}`)
+    .join("");
+}
+
+export function renderConnections(report: RouterReport): string {
+  const lines = report.Connections.map((c) => {
+    const dir = c.Outbound ? "->" : "<-";
+    if (c.State !== "established" && c.State !== "pending") {
+      return `${dir} ${pad(c.Address, 21)} ${pad(c.State, 11)} ${c.Info}`.trimEnd();
+    }
+    const encryption = report.Encryption
+      ? `${pad(c.Attrs?.encrypted === true ? "encrypted" : "unencrypted", 11)} `
+      : "";
+    const overlay = pad(String(c.Attrs?.name ?? "none"), 6);
+    const who = `${c.Name ?? ""}(${c.NickName ?? ""})`;
+    return `${dir} ${pad(c.Address, 21)} ${pad(c.State, 11)} ${encryption}${overlay} ${who} ${renderAttrs(c.Attrs)}`.trimEnd();
+  });
+  return lines.map((l) => l + "\n").join("");
+}
+
+export function renderPeers(report: RouterReport): string {
+  let out = "";
+  for (const peer of report.Peers) {
+    out += `${peer.Name}(${peer.NickName})\n`;
+    for (const c of peer.Connections) {
+      const dir = c.Outbound ? "->" : "<-";
+      const state = c.Established ? "established" : "pending";
+      out += `   ${dir} ${pad(c.Address, 21)} ${pad(`${c.Name}(${c.NickName})`, 37)} ${state}\n`;
+    }
+  }
+  return out;
+}
+
+export function renderStatus(report: Report): string {
+  const r = report.Router;
+  const established = r.Connections.filter((c) => c.State === "established").length;
+  const live = r.Connections.filter(
+    (c) => c.State === "established" || c.State === "pending",
+  ).length;
+  const peerConnections = r.Peers.reduce(
+    (n, p) => n + p.Connections.filter((c) => c.Established).length,
+    0,
+  );
+  const rows: [string, string][] = [
+    ["Version", `weft ${report.Version}`],
+    ["", ""],
+    ["Service", "router"],
+    ["Protocol", `${r.Protocol} ${r.ProtocolMinVersion}..${r.ProtocolMaxVersion}`],
+    ["Name", `${r.Name}(${r.NickName})`],
+    ["Encryption", r.Encryption ? "enabled" : "disabled"],
+    ["PeerDiscovery", r.PeerDiscovery ? "enabled" : "disabled"],
+    ["Targets", String(r.Targets.length)],
+    ["Connections", `${live} (${established} established)`],
+    ["Peers", `${r.Peers.length} (with ${peerConnections} established connections)`],
+    ["TrustedSubnets", r.TrustedSubnets.length === 0 ? "none" : r.TrustedSubnets.join(", ")],
+    ["", ""],
+    ["Datapath", report.Weft.Datapath],
+    ["MTU", String(report.Weft.MTU)],
+    ...report.Weft.Networks.map((n): [string, string] => [
+      "Network",
+      `${n.Name} (${n.VLAN === 0 ? "untagged" : `vlan ${n.VLAN}`}): ${n.Ports.length} ports [${n.Ports.join(" ")}], ${n.MACs} MACs`,
+    ]),
+  ];
+  return (
+    rows.map(([key, value]) => (key === "" ? "" : `${key.padStart(15)}: ${value}`)).join("\n") +
+    "\n"
+  );
+}
