@@ -85,7 +85,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       log,
     );
     dataPlane.start();
-    for (const peer of config.peers) router.connect(peer.host, peer.port);
+    for (const peer of config.peers) router.connect(peer.host, peer.port, peer.portGiven);
   } catch (err) {
     await router?.stop();
     status?.close();

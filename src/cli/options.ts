@@ -29,6 +29,8 @@ export interface TapArg {
 export interface HostPort {
   host: string;
   port: number;
+  /** False when the port is the default, not written out. */
+  portGiven: boolean;
 }
 
 function fail(flag: string, message: string): never {
@@ -103,7 +105,7 @@ export function parseHostPort(flag: string, text: string, defaultPort: number): 
   const match = /^([A-Za-z0-9.-]+)(?::(\d+))?$/.exec(text);
   if (match === null) fail(flag, `${JSON.stringify(text)} is not HOST[:PORT]`);
   const port = match[2] === undefined ? defaultPort : parsePort(flag, match[2]);
-  return { host: match[1]!, port };
+  return { host: match[1]!, port, portGiven: match[2] !== undefined };
 }
 
 export function parseLogLevel(text: string): LogLevel {

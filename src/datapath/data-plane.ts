@@ -86,7 +86,9 @@ export class DataPlane implements RecordSink {
           now,
         );
       }
-      this.flush();
+      this.output.flush();
+      for (const port of this.ports) if (port.wroteSinceRead) port.readPending();
+      this.arena.flush();
     });
     for (const port of this.ports) port.start();
   }

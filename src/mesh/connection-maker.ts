@@ -15,6 +15,10 @@ export interface Target {
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** False when the user gave no port: then any connection from the host's IP will do. */
+  readonly portGiven: boolean;
+  /** The peer found at this address the last time a connection got that far. */
+  peer: number | undefined;
   state: TargetState;
   lastError: string | undefined;
   retryAt: number | undefined;
@@ -24,6 +28,12 @@ export interface Target {
 
 export interface ConnectionMakerOptions {
   dial(target: Target): void;
+  /**
+   * True if a live connection already reaches the peer behind this target (say, one the peer
+   * dialled in): the target then waits for that connection instead of dialling a duplicate,
+   * which could replace a working connection through the duplicate tie-break.
+   */
+  satisfiedByExisting(target: Target): boolean;
   random?: () => number;
 }
 
@@ -33,7 +43,7 @@ export class ConnectionMaker {
 
   constructor(private readonly opts: ConnectionMakerOptions) {}
 
-  add(host: string, port: number): Target {
+  add(host: string, port: number, portGiven = true): Target {
     const address = `${host}:${port}`;
     const existing = this.targets.get(address);
     if (existing) return existing;
@@ -41,6 +51,8 @@ export class ConnectionMaker {
       address,
       host,
       port,
+      portGiven,
+      peer: undefined,
       state: "connecting",
       lastError: undefined,
       retryAt: undefined,
@@ -92,6 +104,10 @@ export class ConnectionMaker {
 
   private attempt(target: Target): void {
     if (this.stopped) return;
+    if (this.opts.satisfiedByExisting(target)) {
+      this.connected(target);
+      return;
+    }
     target.state = "connecting";
     target.retryAt = undefined;
     this.opts.dial(target);

@@ -50,6 +50,8 @@ export interface ConnectionOptions {
 export class MeshConnection {
   readonly outbound: boolean;
   readonly remoteAddress: string;
+  readonly remoteIp: string;
+  readonly remotePort: number;
   readonly startedAt = Date.now();
   state: ConnectionState = "handshake";
   remote: PeerIntro | undefined;
@@ -65,7 +67,9 @@ export class MeshConnection {
   constructor(private readonly opts: ConnectionOptions) {
     this.outbound = opts.outbound;
     const { socket } = opts;
-    this.remoteAddress = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`;
+    this.remoteIp = (socket.remoteAddress ?? "").replace(/^::ffff:/, "");
+    this.remotePort = socket.remotePort ?? 0;
+    this.remoteAddress = `${this.remoteIp}:${this.remotePort}`;
     this.log = opts.log.child({ remote: this.remoteAddress, outbound: opts.outbound });
   }
 

@@ -55,7 +55,10 @@ export class Router {
   constructor(private readonly opts: RouterOptions) {
     this.identity = opts.identity;
     this.log = opts.log.child({ component: "router" });
-    this.maker = new ConnectionMaker({ dial: (target) => this.dial(target) });
+    this.maker = new ConnectionMaker({
+      dial: (target) => this.dial(target),
+      satisfiedByExisting: (target) => this.adoptTarget(target),
+    });
   }
 
   async listen(): Promise<void> {
@@ -72,8 +75,9 @@ export class Router {
     this.refreshTopology();
   }
 
-  connect(host: string, port: number): void {
-    this.maker.add(host, port);
+  /** Dials HOST:PORT and keeps redialling; see `adoptTarget` for when it is not needed. */
+  connect(host: string, port: number, portGiven = true): void {
+    this.maker.add(host, port, portGiven);
   }
 
   targets(): Target[] {
@@ -146,11 +150,28 @@ export class Router {
     };
   }
 
+  /**
+   * If we are connected to the target's peer already, that connection now carries the target.
+   * A target given without a port is also satisfied by any connection from its IP, as in
+   * Weave; this is what stops two peers that name each other from dialling duplicates forever.
+   */
+  private adoptTarget(target: Target): boolean {
+    let conn = target.peer === undefined ? undefined : this.byPeer.get(target.peer);
+    if (conn === undefined && !target.portGiven) {
+      conn = [...this.byPeer.values()].find((c) => c.remoteIp === target.host);
+    }
+    const link = conn && this.links.get(conn);
+    if (!link) return false;
+    if (!link.targets.includes(target)) link.targets.push(target);
+    return true;
+  }
+
   // ConnectionOwner
 
   introduced(conn: MeshConnection): string | undefined {
     const remote = conn.remote!;
     const link = this.links.get(conn)!;
+    for (const target of link.targets) target.peer = remote.name;
     if (remote.name === this.identity.name) {
       return remote.uid === this.identity.uid
         ? "cannot connect to ourself"
@@ -216,7 +237,9 @@ export class Router {
     }
     this.log.warn("connection closed", { peer: conn.remoteLabel(), reason });
     const isSelf = conn.remote?.name === this.identity.name;
-    for (const target of link.targets) this.maker.ended(target, reason, lived, !isSelf);
+    for (const target of link.targets) {
+      if (!this.adoptTarget(target)) this.maker.ended(target, reason, lived, !isSelf);
+    }
   }
 
   private makeForwarder(conn: MeshConnection): SleeveForwarder {
@@ -229,7 +252,9 @@ export class Router {
       connectionUid: conn.connectionUid,
       outbound: conn.outbound,
       // We dialled the peer's TCP port, which is also its sleeve UDP port (spec 3.1).
-      ...(conn.outbound ? { remoteAddress: sleeveAddressOf(conn.remoteAddress) } : {}),
+      ...(conn.outbound
+        ? { remoteAddress: { ip: ipv4ToUint32(conn.remoteIp), port: conn.remotePort } }
+        : {}),
       maxPacket: socket.maxPacket,
       arena: socket.arena,
       counters: this.opts.counters,
@@ -256,14 +281,6 @@ export class Router {
       .map(([peer]) => peer);
     this.opts.dataPlane.setTopology({ neighbours: (peer) => (peer === self ? neighbours : []) });
   }
-}
-
-function sleeveAddressOf(tcpAddress: string): { ip: number; port: number } {
-  const colon = tcpAddress.lastIndexOf(":");
-  return {
-    ip: ipv4ToUint32(tcpAddress.slice(0, colon).replace(/^::ffff:/, "")),
-    port: Number(tcpAddress.slice(colon + 1)),
-  };
 }
 
 function uint16(value: number): Buffer {

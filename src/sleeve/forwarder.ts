@@ -75,6 +75,14 @@ export class SleeveForwarder {
     return this.hasAddress ? `${uint32ToIpv4(this.remoteIp)}:${this.remotePort}` : undefined;
   }
 
+  /**
+   * Whether a datagram from ip:port may carry data for this connection: only from the address
+   * its heartbeats come from, so that frames cannot be injected from elsewhere under its name.
+   */
+  isRemoteAddress(ip: number, port: number): boolean {
+    return this.hasAddress && ip === this.remoteIp && port === this.remotePort;
+  }
+
   /** The connection is up: start heartbeating (the outbound side at once). */
   start(): void {
     this.lastHeartbeatAt = Date.now();

@@ -77,6 +77,8 @@ export class SleeveReceiver {
         hasZeroEthernetHeader(buf, frameOffset, frameLength)
       ) {
         forwarder.handleSpecial(buf, frameOffset, frameLength, ip, port);
+      } else if (!forwarder.isRemoteAddress(ip, port)) {
+        counters.sleeve_rx_wrong_source++;
       } else if (
         !this.sink.isKnownPeer(src) ||
         (dst !== this.self && !this.sink.isKnownPeer(dst))

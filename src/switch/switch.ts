@@ -108,6 +108,11 @@ export class Switch {
       if (length < ETH_HEADER_LEN + VLAN_TAG_LEN) return;
       vlan = ((buf[offset + 14]! << 8) | buf[offset + 15]!) & VLAN_ID_MASK;
     }
+    // Larger than any endpoint here may receive: the kernel would take it, the endpoint not.
+    if (length > this.maxFrameLength + (vlan === UNTAGGED_VLAN ? 0 : VLAN_TAG_LEN)) {
+      this.counters.switch_dropped_oversized++;
+      return;
+    }
     const network: Network | undefined = this.networks.byVlan(vlan);
     const dstIsGroup = isGroupMacAt(buf, offset);
     const entry =

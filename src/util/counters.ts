@@ -19,6 +19,8 @@ export class Counters {
   sleeve_rx_unknown_sender = 0;
   sleeve_rx_oversized = 0;
   sleeve_rx_unknown_peer = 0;
+  /** Data under a known sender's name but not from its address (spoofed, or before contact). */
+  sleeve_rx_wrong_source = 0;
   sleeve_tx_packets = 0;
   sleeve_tx_frames = 0;
   sleeve_tx_dropped = 0;
