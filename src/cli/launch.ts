@@ -22,32 +22,46 @@ export interface LaunchConfig {
   statusAddr: HostPort;
   peers: HostPort[];
   macTableSize?: number;
+  udpBackend?: UdpBackend;
 }
 
 export interface Running {
   stop(): Promise<void>;
 }
 
-/** Opens the sleeve socket with the native addon, or with dgram where the addon cannot load. */
-async function openSocket(host: string, port: number, log: Logger): Promise<DatagramSocket> {
-  let nativeModule: typeof import("../datapath/native-udp.js");
-  try {
-    nativeModule = await import("../datapath/native-udp.js");
-  } catch (err) {
-    log.warn("native addon unavailable: sleeve falls back to dgram (slower)", {
-      error: (err as Error).message,
-    });
-    const { DgramDatagramSocket } = await import("../datapath/dgram-udp.js");
-    return DgramDatagramSocket.open(host, port);
+export type UdpBackend = "auto" | "native" | "dgram";
+
+/**
+ * Opens the sleeve socket: batched on the native addon, or on Node's dgram where the addon
+ * cannot load (or when asked). The native modules are imported lazily for that reason.
+ */
+async function openSocket(
+  host: string,
+  port: number,
+  backend: UdpBackend,
+  log: Logger,
+): Promise<DatagramSocket> {
+  if (backend !== "dgram") {
+    try {
+      const { NativeDatagramSocket } = await import("../datapath/native-udp.js");
+      return new NativeDatagramSocket(host, port);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (backend === "native" || code === "EADDRINUSE" || code === "EACCES") throw err;
+      log.warn("native addon unavailable: the sleeve uses dgram (slower)", {
+        error: (err as Error).message,
+      });
+    }
   }
-  return new nativeModule.NativeDatagramSocket(host, port);
+  const { DgramDatagramSocket } = await import("../datapath/dgram-udp.js");
+  return DgramDatagramSocket.open(host, port);
 }
 
 /** Starts a peer: data plane, TAP ports, router, status endpoint. */
 export async function launch(config: LaunchConfig, log: Logger): Promise<Running> {
   const counters = new Counters();
   const identity = makeIdentity(config.name, config.nickname);
-  const socket = await openSocket(config.host, config.port, log);
+  const socket = await openSocket(config.host, config.port, config.udpBackend ?? "auto", log);
   const dataPlane = new DataPlane({
     self: identity.name,
     socket,
@@ -60,13 +74,21 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   let status: Server | undefined;
   try {
     for (const network of config.networks) dataPlane.networks.add(network);
-    for (const tap of config.taps) {
-      const port = dataPlane.addTap({
-        ifname: tap.ifname,
-        network: tap.network,
-        ...(tap.netns !== undefined ? { netnsPath: `/run/netns/${tap.netns}` } : {}),
-      });
-      log.info("attached TAP", { port: port.name, network: tap.network });
+    if (config.taps.length > 0) {
+      const { TapPort } = await import("../datapath/tap-port.js");
+      for (const tap of config.taps) {
+        const port = new TapPort({
+          ifname: tap.ifname,
+          ...(tap.netns !== undefined ? { netnsPath: `/run/netns/${tap.netns}` } : {}),
+          network: dataPlane.networks.add(tap.network),
+          output: dataPlane.output,
+          sink: dataPlane,
+          counters,
+          log,
+        });
+        dataPlane.addPort(port);
+        log.info("attached TAP", { port: port.name, network: tap.network });
+      }
     }
     router = new Router({
       identity,

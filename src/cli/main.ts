@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Logger, type LogLevel } from "../util/log.js";
 import { WEFT_VERSION } from "../status/report.js";
-import { launch } from "./launch.js";
+import { launch, type UdpBackend } from "./launch.js";
 import {
   DEFAULT_MTU,
   DEFAULT_PORT,
@@ -44,6 +44,7 @@ interface LaunchFlags {
   mtu: number;
   statusAddr: string;
   logLevel: LogLevel;
+  udpBackend: UdpBackend;
 }
 
 const STATUS_PATHS: Record<string, string> = {
@@ -63,6 +64,7 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     networks: flags.network ?? [],
     statusAddr: parseHostPort("--status-addr", flags.statusAddr, 6782),
     peers: peerArgs.map((peer) => parseHostPort("PEER", peer, DEFAULT_PORT)),
+    udpBackend: flags.udpBackend,
     ...(flags.name !== undefined ? { name: flags.name } : {}),
     ...(flags.nickname !== undefined ? { nickname: flags.nickname } : {}),
   };
@@ -158,6 +160,11 @@ export function buildProgram(): Command {
       new Option("--log-level <level>", "debug, info, warn or error")
         .default("info")
         .argParser(checked(parseLogLevel)),
+    )
+    .addOption(
+      new Option("--udp-backend <backend>", "sleeve socket: native (sendmmsg/recvmmsg) or dgram")
+        .choices(["auto", "native", "dgram"])
+        .default("auto"),
     )
     .action(runLaunch);
 

@@ -12,10 +12,7 @@ import { PacketArena } from "../sleeve/packet-arena.js";
 import { SleeveOverlay } from "../sleeve/sleeve-overlay.js";
 import { SleeveReceiver, type RecordSink } from "../sleeve/receiver.js";
 import { OutputBatch } from "./output-batch.js";
-import { TapPort } from "./tap-port.js";
-
-/** Read slots hold any frame a TAP with an MTU up to 16k can hand us; bigger ones are cut and dropped. */
-const TAP_SLOT_SIZE = 16384;
+import type { FramePort, FramePortSink } from "./frame-port.js";
 
 export interface DataPlaneOptions {
   self: PeerName;
@@ -27,28 +24,24 @@ export interface DataPlaneOptions {
   log: Logger;
 }
 
-export interface TapSpec {
-  ifname: string;
-  netnsPath?: string;
-  network: string;
-}
-
 /**
  * The hot path: TAP ports and the sleeve socket in, the switch in the middle, batched writes
  * out. The control plane talks to it through a few narrow calls: add or remove a forwarder,
  * replace the routes, read the counters.
  */
-export class DataPlane implements RecordSink {
+export class DataPlane implements RecordSink, FramePortSink {
   readonly networks: NetworkRegistry;
   readonly switch: Switch;
   readonly routes: Routes;
-  readonly ports: TapPort[] = [];
+  readonly ports: FramePort[] = [];
+  /** The output batch ports queue into; flushed at the end of every input batch. */
+  readonly output = new OutputBatch();
+  private started = false;
   /** Packet size limit: the largest frame, tagged, in one record, after the sender name. */
   readonly maxPacket: number;
   readonly arena: PacketArena;
   private readonly overlay: SleeveOverlay;
   private readonly receiver: SleeveReceiver;
-  private readonly output = new OutputBatch();
   private readonly knownPeers = new Set<PeerName>();
   private readonly sweepTimer: NodeJS.Timeout;
 
@@ -90,39 +83,37 @@ export class DataPlane implements RecordSink {
       for (const port of this.ports) if (port.wroteSinceRead) port.readPending();
       this.arena.flush();
     });
+    this.started = true;
     for (const port of this.ports) port.start();
   }
 
-  addTap(spec: TapSpec): TapPort {
-    const network = this.networks.add(spec.network);
-    const port = new TapPort(
-      {
-        ifname: spec.ifname,
-        ...(spec.netnsPath !== undefined ? { netnsPath: spec.netnsPath } : {}),
-        network,
-        slotSize: TAP_SLOT_SIZE,
-        output: this.output,
-        counters: this.opts.counters,
-        log: this.opts.log,
-      },
-      (from, buf, slotSize, lengths, count) => {
-        const now = Date.now();
-        for (let i = 0; i < count; i++)
-          this.switch.fromLocal(from, buf, i * slotSize, lengths[i]!, now);
-        this.flush();
-      },
-    );
+  /** Adds a port to the switch; it starts with the data plane (or at once if that runs). */
+  addPort(port: FramePort): void {
     this.switch.addPort(port);
     this.ports.push(port);
-    return port;
+    if (this.started) port.start();
   }
 
-  removeTap(port: TapPort): void {
+  removePort(port: FramePort): void {
     const index = this.ports.indexOf(port);
     if (index < 0) return;
     this.ports.splice(index, 1);
     this.switch.removePort(port);
     port.close();
+  }
+
+  // FramePortSink: what ports read comes here.
+
+  frames(port: FramePort, buf: Buffer, slotSize: number, lengths: Int32Array, count: number): void {
+    const now = Date.now();
+    for (let i = 0; i < count; i++)
+      this.switch.fromLocal(port, buf, i * slotSize, lengths[i]!, now);
+    this.flush();
+  }
+
+  failed(port: FramePort, error: Error): void {
+    this.opts.log.error("port failed; detaching it", { port: port.name, error: error.message });
+    this.removePort(port);
   }
 
   addForwarder(forwarder: SleeveForwarder): void {
