@@ -105,27 +105,47 @@ export function renderPeers(report: RouterReport): string {
   return out;
 }
 
+/** "3 (1 established, 1 pending, 1 retrying)": every entry, then counts by state, as Weave. */
+function connectionCounts(connections: readonly ConnectionReport[]): string {
+  const order = ["established", "pending", "retrying", "failed", "connecting"];
+  const counts = order
+    .map((state) => [state, connections.filter((c) => c.State === state).length] as const)
+    .filter(([, n]) => n > 0)
+    .map(([state, n]) => `${n} ${state}`);
+  return counts.length === 0
+    ? String(connections.length)
+    : `${connections.length} (${counts.join(", ")})`;
+}
+
+/** "2 (with 2 established connections)", or "1" for a peer alone, as Weave. */
+function peerCounts(peers: readonly PeerReport[]): string {
+  const all = peers.flatMap((p) => p.Connections);
+  const established = all.filter((c) => c.Established).length;
+  const parts = [];
+  if (established > 0) parts.push(`${established} established`);
+  if (all.length > established) parts.push(`${all.length - established} pending`);
+  return parts.length === 0
+    ? String(peers.length)
+    : `${peers.length} (with ${parts.join(", ")} connections)`;
+}
+
 export function renderStatus(report: Report): string {
   const r = report.Router;
-  const established = r.Connections.filter((c) => c.State === "established").length;
-  const live = r.Connections.filter(
-    (c) => c.State === "established" || c.State === "pending",
-  ).length;
-  const peerConnections = r.Peers.reduce(
-    (n, p) => n + p.Connections.filter((c) => c.Established).length,
-    0,
-  );
+  const protocol =
+    r.ProtocolMinVersion === r.ProtocolMaxVersion
+      ? `${r.Protocol} ${r.ProtocolMaxVersion}`
+      : `${r.Protocol} ${r.ProtocolMinVersion}..${r.ProtocolMaxVersion}`;
   const rows: [string, string][] = [
     ["Version", `weft ${report.Version}`],
     ["", ""],
     ["Service", "router"],
-    ["Protocol", `${r.Protocol} ${r.ProtocolMinVersion}..${r.ProtocolMaxVersion}`],
+    ["Protocol", protocol],
     ["Name", `${r.Name}(${r.NickName})`],
     ["Encryption", r.Encryption ? "enabled" : "disabled"],
     ["PeerDiscovery", r.PeerDiscovery ? "enabled" : "disabled"],
     ["Targets", String(r.Targets.length)],
-    ["Connections", `${live} (${established} established)`],
-    ["Peers", `${r.Peers.length} (with ${peerConnections} established connections)`],
+    ["Connections", connectionCounts(r.Connections)],
+    ["Peers", peerCounts(r.Peers)],
     ["TrustedSubnets", r.TrustedSubnets.length === 0 ? "none" : r.TrustedSubnets.join(", ")],
     ["", ""],
     ["Datapath", report.Weft.Datapath],

@@ -24,7 +24,8 @@ export function parsePeerName(text: string): PeerName {
     const head = text.slice(0, gap) === "" ? [] : text.slice(0, gap).split(":");
     const tail = text.slice(gap + 2) === "" ? [] : text.slice(gap + 2).split(":");
     const missing = 6 - head.length - tail.length;
-    if (missing < 1) fail();
+    // As Weave's parser: "::" stands for two to five zero octets, never one, never all six.
+    if (missing < 2 || missing > 5) fail();
     groups = [...head, ...Array<string>(missing).fill("0"), ...tail];
   } else {
     groups = text.split(":");

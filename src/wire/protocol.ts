@@ -106,6 +106,7 @@ export class MessageFramer {
   }
 
   private peek(n: number): Buffer {
+    if (this.chunks.length === 0) return Buffer.alloc(0);
     if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
     return this.chunks[0]!;
   }
