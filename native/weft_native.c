@@ -38,6 +38,23 @@
  * (worker threads may each load this module). */
 #define CHUNK 64
 
+/* UDP segmentation offload (Linux 4.18) and receive coalescing (5.0), from linux/udp.h, which
+ * older libc headers lack. One send of many equal-size datagrams crosses the stack once as a
+ * single GSO packet; one receive returns many coalesced datagrams. */
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+/* The kernel's cap on segments in one GSO send (UDP_MAX_SEGMENTS in 5.x). */
+#define GSO_MAX_SEGMENTS 64
+/* Largest UDP payload of one GSO send: the IP length field still bounds the whole. */
+#define GSO_MAX_BYTES 65000
+
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
 
@@ -377,6 +394,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char ip[INET_ADDRSTRLEN + 1];
   int32_t port, rcvbuf = 0, sndbuf = 0;
+  bool gro = false;
   if (argc < 2) return throw_type(env, "udpOpen(ip, port, opts?)");
   if (!arg_str(env, argv[0], "ip", ip, sizeof ip) || !arg_i32(env, argv[1], "port", &port))
     return NULL;
@@ -392,6 +410,9 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     napi_get_named_property(env, argv[2], "sndbuf", &v);
     napi_typeof(env, v, &vt);
     if (vt != napi_undefined && !arg_i32(env, v, "sndbuf", &sndbuf)) return NULL;
+    napi_get_named_property(env, argv[2], "gro", &v);
+    napi_typeof(env, v, &vt);
+    if (vt == napi_boolean) napi_get_value_bool(env, v, &gro);
   } else if (t != napi_undefined && t != napi_null) {
     return throw_type(env, "opts must be an object");
   }
@@ -417,6 +438,11 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   }
   set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf);
   set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf);
+  if (gro) {
+    /* Best effort: without it (kernel < 5.0) datagrams simply arrive one by one. */
+    int one = 1;
+    (void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+  }
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     int err = errno;
     close(fd);
@@ -445,16 +471,18 @@ static napi_value udp_local_port(napi_env env, napi_callback_info info) {
   return make_i32(env, ntohs(sa.sin_port));
 }
 
-/* recvBatch(fd, buf, slotSize, lengths, addrs, max) -> count */
+/* recvBatch(fd, buf, slotSize, lengths, addrs, max, segSizes?) -> count
+ * With segSizes, segSizes[i] is the size of the coalesced datagrams in slot i (UDP_GRO), or 0
+ * when the slot holds one datagram. */
 static napi_value recv_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd, slot, max;
   uint8_t *buf;
-  int32_t *lengths;
+  int32_t *lengths, *segs = NULL;
   uint32_t *addrs;
-  size_t buflen, nlen, naddr;
+  size_t buflen, nlen, naddr, nsegs = 0;
   if (argc < 6) return throw_type(env, "recvBatch(fd, buf, slotSize, lengths, addrs, max)");
   if (!arg_i32(env, argv[0], "fd", &fd) || !ARG_BYTES(argv[1], "buf", &buf, &buflen) ||
       !arg_i32(env, argv[2], "slotSize", &slot) || !ARG_I32S(argv[3], "lengths", &lengths, &nlen) ||
@@ -464,10 +492,23 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
       (size_t)max * (size_t)slot > buflen)
     return throw_range(env, "recvBatch: need slotSize > 0, max <= lengths.length, "
                             "2 * max <= addrs.length and max * slotSize <= buf.length");
+  if (argc >= 7) {
+    napi_valuetype t;
+    napi_typeof(env, argv[6], &t);
+    if (t != napi_undefined) {
+      if (!ARG_I32S(argv[6], "segSizes", &segs, &nsegs)) return NULL;
+      if ((size_t)max > nsegs) return throw_range(env, "recvBatch: max > segSizes.length");
+    }
+  }
 
   struct mmsghdr msgs[CHUNK];
   struct iovec iov[CHUNK];
   struct sockaddr_in from[CHUNK];
+  /* Room for one UDP_GRO control message (an int) per datagram. */
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctrl[CHUNK];
   int got = 0, cleared = 0;
   while (got < max) {
     int want = max - got < CHUNK ? max - got : CHUNK;
@@ -479,6 +520,10 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
       msgs[i].msg_hdr.msg_namelen = sizeof from[i];
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
+      if (segs != NULL) {
+        msgs[i].msg_hdr.msg_control = ctrl[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i].buf;
+      }
     }
     /* MSG_TRUNC makes msg_len the datagram's real length even when only `slot` bytes fit, so JS
      * can tell an oversized datagram from one that exactly fills the slot. */
@@ -498,6 +543,16 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
       lengths[got + i] = (int32_t)msgs[i].msg_len;
       addrs[2 * (got + i)] = ntohl(from[i].sin_addr.s_addr);
       addrs[2 * (got + i) + 1] = ntohs(from[i].sin_port);
+      if (segs != NULL) {
+        int seg = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL;
+             c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+              c->cmsg_len >= CMSG_LEN(sizeof(int)))
+            memcpy(&seg, CMSG_DATA(c), sizeof seg);
+        }
+        segs[got + i] = seg;
+      }
     }
     got += r;
     if (r < want) break; /* queue drained: skip the syscall that would only say EAGAIN */
@@ -505,22 +560,47 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   return make_i32(env, got);
 }
 
-/* sendBatch(fd, buf, offsets, lengths, addrs, count) -> sent */
+/* How many items from `first` one GSO send may carry: the same destination, every segment
+ * but the last exactly as long as the first, the last no longer, within the kernel's limits. */
+static int gso_group(const int32_t *lengths, const uint32_t *addrs, int first, int count) {
+  int32_t seg = lengths[first];
+  size_t total = (size_t)seg;
+  int n = 1;
+  while (first + n < count && n < GSO_MAX_SEGMENTS) {
+    int k = first + n;
+    if (addrs[2 * k] != addrs[2 * first] || addrs[2 * k + 1] != addrs[2 * first + 1]) break;
+    if (lengths[k - 1] != seg || lengths[k] > seg || lengths[k] == 0) break;
+    if (total + (size_t)lengths[k] > GSO_MAX_BYTES) break;
+    total += (size_t)lengths[k];
+    n++;
+  }
+  return n;
+}
+
+/* sendBatch(fd, buf, offsets, lengths, addrs, count, gso?) -> sent
+ * With gso, runs of datagrams to one destination go out as one UDP_SEGMENT send each; their
+ * bytes need not be adjacent (one iovec per datagram). */
 static napi_value send_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd, count;
   uint8_t *buf;
   int32_t *offsets, *lengths;
   uint32_t *addrs;
   size_t buflen, noff, nlen, naddr;
-  if (argc < 6) return throw_type(env, "sendBatch(fd, buf, offsets, lengths, addrs, count)");
+  bool gso = false;
+  if (argc < 6) return throw_type(env, "sendBatch(fd, buf, offsets, lengths, addrs, count, gso?)");
   if (!arg_i32(env, argv[0], "fd", &fd) || !ARG_BYTES(argv[1], "buf", &buf, &buflen) ||
       !ARG_I32S(argv[2], "offsets", &offsets, &noff) ||
       !ARG_I32S(argv[3], "lengths", &lengths, &nlen) ||
       !ARG_U32S(argv[4], "addrs", &addrs, &naddr) || !arg_i32(env, argv[5], "count", &count))
     return NULL;
+  if (argc >= 7) {
+    napi_valuetype t;
+    napi_typeof(env, argv[6], &t);
+    if (t == napi_boolean) napi_get_value_bool(env, argv[6], &gso);
+  }
   if (count < 0 || (size_t)count > noff || (size_t)count > nlen || 2 * (size_t)count > naddr)
     return throw_range(env, "sendBatch: need 0 <= count <= offsets.length, lengths.length "
                             "and 2 * count <= addrs.length");
@@ -535,31 +615,54 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   }
 
   struct mmsghdr msgs[CHUNK];
-  struct iovec iov[CHUNK];
+  struct iovec iov[CHUNK * GSO_MAX_SEGMENTS];
   struct sockaddr_in to[CHUNK];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctrl[CHUNK];
+  int items[CHUNK]; /* datagrams carried by each message */
   int i = 0, sent = 0, retried = -1;
   while (i < count) {
-    int want = count - i < CHUNK ? count - i : CHUNK;
-    for (int k = 0; k < want; k++) {
-      int j = i + k;
-      memset(&to[k], 0, sizeof to[k]);
-      to[k].sin_family = AF_INET;
-      to[k].sin_addr.s_addr = htonl(addrs[2 * j]);
-      to[k].sin_port = htons((uint16_t)addrs[2 * j + 1]);
-      iov[k].iov_base = buf + offsets[j];
-      iov[k].iov_len = (size_t)lengths[j];
-      memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
-      msgs[k].msg_hdr.msg_name = &to[k];
-      msgs[k].msg_hdr.msg_namelen = sizeof to[k];
-      msgs[k].msg_hdr.msg_iov = &iov[k];
-      msgs[k].msg_hdr.msg_iovlen = 1;
+    int nmsg = 0, j = i, nio = 0;
+    while (j < count && nmsg < CHUNK) {
+      int n = gso ? gso_group(lengths, addrs, j, count) : 1;
+      struct msghdr *h = &msgs[nmsg].msg_hdr;
+      memset(h, 0, sizeof *h);
+      memset(&to[nmsg], 0, sizeof to[nmsg]);
+      to[nmsg].sin_family = AF_INET;
+      to[nmsg].sin_addr.s_addr = htonl(addrs[2 * j]);
+      to[nmsg].sin_port = htons((uint16_t)addrs[2 * j + 1]);
+      h->msg_name = &to[nmsg];
+      h->msg_namelen = sizeof to[nmsg];
+      h->msg_iov = &iov[nio];
+      h->msg_iovlen = (size_t)n;
+      for (int k = 0; k < n; k++) {
+        iov[nio + k].iov_base = buf + offsets[j + k];
+        iov[nio + k].iov_len = (size_t)lengths[j + k];
+      }
+      if (n > 1) {
+        h->msg_control = ctrl[nmsg].buf;
+        h->msg_controllen = sizeof ctrl[nmsg].buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = (uint16_t)lengths[j];
+        memcpy(CMSG_DATA(c), &seg, sizeof seg);
+      }
+      items[nmsg++] = n;
+      nio += n;
+      j += n;
     }
-    /* sendmmsg stops at the first failing datagram: it returns the count before it, or -1 with
-     * that datagram's errno when it is the first. */
-    int r = sendmmsg(fd, msgs, (unsigned)want, MSG_DONTWAIT);
+    /* sendmmsg stops at the first failing message: it returns the count before it, or -1 with
+     * that message's errno when it is the first. */
+    int r = sendmmsg(fd, msgs, (unsigned)nmsg, MSG_DONTWAIT);
     if (r > 0) {
-      i += r;
-      sent += r;
+      for (int m = 0; m < r; m++) {
+        i += items[m];
+        sent += items[m];
+      }
       continue;
     }
     if (r == 0) break; /* not expected from Linux; never spin */
@@ -567,15 +670,18 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
     if (errno == EAGAIN || errno == ENOBUFS) break;
     if (is_peer_error(errno)) {
       /* The error may be a stale one, left on the socket by ICMP about an earlier datagram and
-       * handed to whichever send comes next; failing cleared it, so retry this datagram once.
+       * handed to whichever send comes next; failing cleared it, so retry this message once.
        * A second failure is really this destination's: skip it. */
       if (retried != i) retried = i;
-      else i++;
+      else i += items[0];
       continue;
     }
     char what[32];
     snprintf(what, sizeof what, "fd %d", fd);
-    return throw_errno(env, errno, "sendmmsg", what, NULL);
+    return throw_errno(env, errno, "sendmmsg", what,
+                       gso && (errno == EIO || errno == EINVAL)
+                           ? "UDP segmentation offload refused; send without gso"
+                           : NULL);
   }
   return make_i32(env, sent);
 }

@@ -39,12 +39,13 @@ async function openSocket(
   host: string,
   port: number,
   backend: UdpBackend,
+  counters: Counters,
   log: Logger,
 ): Promise<DatagramSocket> {
   if (backend !== "dgram") {
     try {
       const { NativeDatagramSocket } = await import("../datapath/native-udp.js");
-      return new NativeDatagramSocket(host, port);
+      return new NativeDatagramSocket(host, port, counters, log);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (backend === "native" || code === "EADDRINUSE" || code === "EACCES") throw err;
@@ -61,7 +62,13 @@ async function openSocket(
 export async function launch(config: LaunchConfig, log: Logger): Promise<Running> {
   const counters = new Counters();
   const identity = makeIdentity(config.name, config.nickname);
-  const socket = await openSocket(config.host, config.port, config.udpBackend ?? "auto", log);
+  const socket = await openSocket(
+    config.host,
+    config.port,
+    config.udpBackend ?? "auto",
+    counters,
+    log,
+  );
   const dataPlane = new DataPlane({
     self: identity.name,
     socket,

@@ -66,14 +66,13 @@ export class DataPlane implements RecordSink, FramePortSink {
   }
 
   start(): void {
-    this.opts.socket.startReceiving((buf, slotSize, lengths, addrs, count) => {
+    this.opts.socket.startReceiving((buf, offsets, lengths, addrs, count) => {
       const now = Date.now();
       for (let i = 0; i < count; i++) {
         this.receiver.handleDatagram(
           buf,
-          i * slotSize,
+          offsets[i]!,
           lengths[i]!,
-          slotSize,
           addrs[2 * i]!,
           addrs[2 * i + 1]!,
           now,

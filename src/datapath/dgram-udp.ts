@@ -7,6 +7,7 @@ import { ipv4ToUint32, uint32ToIpv4 } from "../sleeve/datagram-socket.js";
  * syscall per datagram, so slower, but the same behaviour.
  */
 export class DgramDatagramSocket implements DatagramSocket {
+  private readonly offsets = new Int32Array(1);
   private readonly lengths = new Int32Array(1);
   private readonly addrs = new Uint32Array(2);
 
@@ -55,7 +56,7 @@ export class DgramDatagramSocket implements DatagramSocket {
       this.lengths[0] = msg.length;
       this.addrs[0] = ipv4ToUint32(rinfo.address);
       this.addrs[1] = rinfo.port;
-      handler(msg, msg.length, this.lengths, this.addrs, 1);
+      handler(msg, this.offsets, this.lengths, this.addrs, 1);
     });
   }
 

@@ -25,6 +25,8 @@ export interface UdpOptions {
   rcvbuf?: number;
   /** Send buffer size in bytes (SO_SNDBUFFORCE, else SO_SNDBUF). */
   sndbuf?: number;
+  /** Ask for UDP_GRO: the kernel may hand over several equal-size datagrams in one slot. */
+  gro?: boolean;
 }
 
 /** A uv_poll watcher for readability; survives POLLERR (see the constructor). */
@@ -72,6 +74,7 @@ interface NativeAddon {
     lengths: Int32Array,
     addrs: Uint32Array,
     max: number,
+    segSizes?: Int32Array,
   ): number;
   sendBatch(
     fd: number,
@@ -80,6 +83,7 @@ interface NativeAddon {
     lengths: Int32Array,
     addrs: Uint32Array,
     count: number,
+    gso?: boolean,
   ): number;
   closeFd(fd: number): void;
   Poller: PollerConstructor;
@@ -145,9 +149,10 @@ export const recvBatch: (
   lengths: Int32Array,
   addrs: Uint32Array,
   max: number,
+  segSizes?: Int32Array,
 ) => number = addon.recvBatch;
 
-/** sendmmsg datagram i = buf[offsets[i] .. +lengths[i]] to addrs[2i]:addrs[2i+1]; returns how many were sent, stopping at EAGAIN/ENOBUFS and skipping unreachable destinations. */
+/** sendmmsg datagram i = buf[offsets[i] .. +lengths[i]] to addrs[2i]:addrs[2i+1]; returns how many were sent, stopping at EAGAIN/ENOBUFS and skipping unreachable destinations. With gso, runs of equal-size datagrams to one destination go out as one UDP_SEGMENT send. */
 export const sendBatch: (
   fd: number,
   buf: Buffer,
@@ -155,6 +160,7 @@ export const sendBatch: (
   lengths: Int32Array,
   addrs: Uint32Array,
   count: number,
+  gso?: boolean,
 ) => number = addon.sendBatch;
 
 /** Readability watcher on an fd that calls onReadable() on the JS thread and never stops silently. At most one started Poller per fd (a libuv rule). */

@@ -18,13 +18,10 @@ export interface DatagramSocket {
   close(): void;
 }
 
-/**
- * Datagram i is buf[i * slotSize, +lengths[i]) from (addrs[2i], addrs[2i+1]). A length larger
- * than slotSize means the datagram was truncated to fit.
- */
+/** Datagram i is buf[offsets[i], +lengths[i]) from (addrs[2i], addrs[2i+1]). */
 export type DatagramBatchHandler = (
   buf: Buffer,
-  slotSize: number,
+  offsets: Int32Array,
   lengths: Int32Array,
   addrs: Uint32Array,
   count: number,

@@ -40,18 +40,12 @@ export class SleeveReceiver {
     buf: Buffer,
     offset: number,
     length: number,
-    slotSize: number,
     ip: number,
     port: number,
     now: number,
   ): void {
     const counters = this.counters;
     counters.sleeve_rx_packets++;
-    if (length > slotSize) {
-      counters.sleeve_rx_oversized++;
-      this.drop("oversized datagram", ip, port, length);
-      return;
-    }
     if (length < SENDER_NAME_LEN) {
       counters.sleeve_rx_malformed++;
       this.drop("datagram shorter than a sender name", ip, port, length);

@@ -70,10 +70,10 @@ beforeEach(() => {
   receiver = new SleeveReceiver(B, sink, counters, new RateLimitedLog(quiet, "warn"));
 });
 
-function receive(packet: Buffer, ip = IP_A, port = PORT_A, slotSize = SLOT): void {
+function receive(packet: Buffer, ip = IP_A, port = PORT_A): void {
   // as in the data path: the datagram sits at an offset in a batch buffer
   const buf = Buffer.concat([Buffer.alloc(7, 0x99), packet, Buffer.alloc(3, 0x99)]);
-  receiver.handleDatagram(buf, 7, packet.length, slotSize, ip, port, NOW);
+  receiver.handleDatagram(buf, 7, packet.length, ip, port, NOW);
 }
 
 const data = (fill: number, n = 20): Buffer => Buffer.alloc(n, fill);
@@ -93,11 +93,6 @@ describe("SleeveReceiver", () => {
     expect(sink.delivered).toEqual([]);
   });
 
-  it("counts truncated datagrams as oversized", () => {
-    receive(emitPlainPacket(A, [{ src: A, dst: B, frame: data(1, 100) }]), IP_A, PORT_A, 64);
-    expect(counters.sleeve_rx_oversized).toBe(1);
-    expect(sink.delivered).toEqual([]);
-  });
 
   it("hands special frames from the sender to us to its forwarder, from any address", () => {
     receive(V8, 0x0a000001, 999);
@@ -201,7 +196,7 @@ describe("SleeveReceiver", () => {
         let specials = 0;
         for (const [packet, fromA] of datagrams) {
           const port = fromA ? PORT_A : PORT_A + 1;
-          expect(() => receive(packet, IP_A, port, 100)).not.toThrow();
+          expect(() => receive(packet, IP_A, port)).not.toThrow();
           expectAccount(packet, port, want, () => specials++);
         }
         const specialsSeen =
@@ -217,10 +212,9 @@ describe("SleeveReceiver", () => {
   });
 });
 
-/** An independent model of the receiver's accounting for one datagram (slot size 100). */
+/** An independent model of the receiver's accounting for one datagram. */
 function expectAccount(packet: Buffer, port: number, want: Counters, special: () => void): void {
   want.sleeve_rx_packets++;
-  if (packet.length > 100) return void want.sleeve_rx_oversized++;
   if (packet.length < 6) return void want.sleeve_rx_malformed++;
   const sender = packet.readUIntBE(0, 6);
   if (sender !== A && sender !== C) return void want.sleeve_rx_unknown_sender++;
