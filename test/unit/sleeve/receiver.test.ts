@@ -93,7 +93,6 @@ describe("SleeveReceiver", () => {
     expect(sink.delivered).toEqual([]);
   });
 
-
   it("hands special frames from the sender to us to its forwarder, from any address", () => {
     receive(V8, 0x0a000001, 999);
     expect(fwdA.specials).toEqual([
