@@ -9,6 +9,10 @@ import { buildReport } from "../status/report.js";
 import { startStatusServer } from "../status/server.js";
 import { makeIdentity } from "./identity.js";
 import type { HostPort, TapArg } from "./options.js";
+import type { ConnectionSecurity } from "../mesh/connection.js";
+import { loadSodium, sodiumLoadError, type BackendName } from "../crypto/backend.js";
+import { loadSecretBox } from "../crypto/secretbox.js";
+import { loadKeyAgreement } from "../crypto/session.js";
 import { DEFAULT_MAC_TABLE_SIZE } from "../switch/mac-table.js";
 
 export interface LaunchConfig {
@@ -23,6 +27,29 @@ export interface LaunchConfig {
   peers: HostPort[];
   macTableSize?: number;
   udpBackend?: UdpBackend;
+  /** Encrypt every connection with this password (raw bytes; empty means none, as Weave). */
+  password?: Buffer;
+  cryptoBackend?: CryptoBackend;
+}
+
+export type CryptoBackend = "auto" | BackendName;
+
+/** The password and the crypto backends every connection uses, or undefined without one. */
+function loadSecurity(config: LaunchConfig, log: Logger): ConnectionSecurity | undefined {
+  if (config.password === undefined || config.password.length === 0) return undefined;
+  const prefer = config.cryptoBackend === "auto" ? undefined : config.cryptoBackend;
+  if (prefer === "sodium" && loadSodium() === null) {
+    throw new Error(`--crypto-backend sodium: sodium-native does not load (${sodiumLoadError()})`);
+  }
+  const box = loadSecretBox(prefer);
+  const agreement = loadKeyAgreement(prefer);
+  if (box.name !== "sodium" && prefer === undefined) {
+    log.warn("sodium-native unavailable: encryption uses tweetnacl (about 10x slower)", {
+      error: sodiumLoadError(),
+    });
+  }
+  log.info("encryption enabled", { backend: box.name });
+  return { password: config.password, box, agreement };
 }
 
 export interface Running {
@@ -97,8 +124,10 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
         log.info("attached TAP", { port: port.name, network: tap.network });
       }
     }
+    const security = loadSecurity(config, log);
     router = new Router({
       identity,
+      ...(security ? { security } : {}),
       host: config.host,
       port: config.port,
       dataPlane,

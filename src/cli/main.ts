@@ -1,7 +1,8 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Logger, type LogLevel } from "../util/log.js";
 import { WEFT_VERSION } from "../status/report.js";
-import { launch, type UdpBackend } from "./launch.js";
+import { readFileSync } from "node:fs";
+import { launch, type CryptoBackend, type UdpBackend } from "./launch.js";
 import {
   DEFAULT_MTU,
   DEFAULT_PORT,
@@ -15,6 +16,7 @@ import {
   parseNickname,
   parsePort,
   parseTap,
+  resolvePassword,
   type TapArg,
 } from "./options.js";
 
@@ -45,6 +47,9 @@ interface LaunchFlags {
   statusAddr: string;
   logLevel: LogLevel;
   udpBackend: UdpBackend;
+  password?: string;
+  passwordFile?: string;
+  cryptoBackend: CryptoBackend;
 }
 
 const STATUS_PATHS: Record<string, string> = {
@@ -56,7 +61,14 @@ const STATUS_PATHS: Record<string, string> = {
 
 async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> {
   const log = new Logger(flags.logLevel);
+  const password = resolvePassword(flags, process.env, (path) => readFileSync(path));
+  if (flags.password !== undefined) {
+    log.warn(
+      "--password is visible to every user in the process list; prefer --password-file or WEFT_PASSWORD",
+    );
+  }
   const config = {
+    ...(password !== undefined ? { password } : {}),
     host: flags.host,
     port: flags.port,
     mtu: flags.mtu,
@@ -65,6 +77,7 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     statusAddr: parseHostPort("--status-addr", flags.statusAddr, 6782),
     peers: peerArgs.map((peer) => parseHostPort("PEER", peer, DEFAULT_PORT)),
     udpBackend: flags.udpBackend,
+    cryptoBackend: flags.cryptoBackend,
     ...(flags.name !== undefined ? { name: flags.name } : {}),
     ...(flags.nickname !== undefined ? { nickname: flags.nickname } : {}),
   };
@@ -164,6 +177,18 @@ export function buildProgram(): Command {
     .addOption(
       new Option("--udp-backend <backend>", "sleeve socket: native (sendmmsg/recvmmsg) or dgram")
         .choices(["auto", "native", "dgram"])
+        .default("auto"),
+    )
+    .addOption(
+      new Option(
+        "--password <password>",
+        "encrypt with this password (visible to ps: prefer the file or WEFT_PASSWORD)",
+      ),
+    )
+    .addOption(new Option("--password-file <path>", "read the password from a file"))
+    .addOption(
+      new Option("--crypto-backend <backend>", "secretbox and X25519: sodium (native) or tweetnacl")
+        .choices(["auto", "sodium", "tweetnacl"])
         .default("auto"),
     )
     .action(runLaunch);

@@ -120,3 +120,39 @@ export function parseNickname(text: string): string {
   }
   return text;
 }
+
+export interface PasswordSources {
+  password?: string;
+  passwordFile?: string;
+}
+
+/**
+ * The password, from `--password`, `--password-file` or the environment (WEFT_PASSWORD, then
+ * Weave's WEAVE_PASSWORD, so that a Weave node's configuration carries over). A file's single
+ * trailing newline is dropped. Undefined when none is set; an empty value means none, as Weave.
+ */
+export function resolvePassword(
+  flags: PasswordSources,
+  env: Readonly<Record<string, string | undefined>>,
+  readFile: (path: string) => Buffer,
+): Buffer | undefined {
+  if (flags.password !== undefined && flags.passwordFile !== undefined) {
+    fail("--password-file", "give --password or --password-file, not both");
+  }
+  let password: Buffer | undefined;
+  if (flags.passwordFile !== undefined) {
+    try {
+      password = readFile(flags.passwordFile);
+    } catch (err) {
+      fail("--password-file", `cannot read ${flags.passwordFile}: ${(err as Error).message}`);
+    }
+    if (password.at(-1) === 0x0a) password = password.subarray(0, password.length - 1);
+    if (password.at(-1) === 0x0d) password = password.subarray(0, password.length - 1);
+  } else if (flags.password !== undefined) {
+    password = Buffer.from(flags.password, "utf8");
+  } else {
+    const fromEnv = env.WEFT_PASSWORD ?? env.WEAVE_PASSWORD;
+    if (fromEnv !== undefined) password = Buffer.from(fromEnv, "utf8");
+  }
+  return password !== undefined && password.length > 0 ? password : undefined;
+}

@@ -9,6 +9,7 @@ import { Routes, type TopologyView } from "../mesh/routes.js";
 import type { DatagramSocket } from "../sleeve/datagram-socket.js";
 import type { SleeveForwarder } from "../sleeve/forwarder.js";
 import { PacketArena } from "../sleeve/packet-arena.js";
+import { SLEEVE_CIPHER_OVERHEAD } from "../crypto/sleeve-cipher.js";
 import { SleeveOverlay } from "../sleeve/sleeve-overlay.js";
 import { SleeveReceiver, type RecordSink } from "../sleeve/receiver.js";
 import { OutputBatch } from "./output-batch.js";
@@ -37,8 +38,8 @@ export class DataPlane implements RecordSink, FramePortSink {
   /** The output batch ports queue into; flushed at the end of every input batch. */
   readonly output = new OutputBatch();
   private started = false;
-  /** Packet size limit: the largest frame, tagged, in one record, after the sender name. */
-  readonly maxPacket: number;
+  /** Plain packet size limit: the largest frame, tagged, in one record, after the sender name. */
+  readonly maxPlainPacket: number;
   readonly arena: PacketArena;
   private readonly overlay: SleeveOverlay;
   private readonly receiver: SleeveReceiver;
@@ -52,8 +53,12 @@ export class DataPlane implements RecordSink, FramePortSink {
     this.overlay = new SleeveOverlay(this.routes);
     const maxFrame = opts.mtu + ETH_HEADER_LEN;
     this.switch = new Switch(self, this.networks, this.overlay, counters, maxFrame);
-    this.maxPacket = SENDER_NAME_LEN + RECORD_HEADER_LEN + maxFrame + VLAN_TAG_LEN;
-    this.arena = new PacketArena(opts.socket, counters, this.maxPacket);
+    this.maxPlainPacket = SENDER_NAME_LEN + RECORD_HEADER_LEN + maxFrame + VLAN_TAG_LEN;
+    this.arena = new PacketArena(
+      opts.socket,
+      counters,
+      this.maxPlainPacket + SLEEVE_CIPHER_OVERHEAD,
+    );
     this.receiver = new SleeveReceiver(
       self,
       this,

@@ -1,6 +1,14 @@
 import type { Socket } from "node:net";
 import type { Logger } from "../util/log.js";
 import type { Counters } from "../util/counters.js";
+import type { SecretBox } from "../crypto/secretbox.js";
+import {
+  InvalidPublicKeyError,
+  sessionKey,
+  type KeyAgreement,
+  type KeyPair,
+} from "../crypto/session.js";
+import { TcpOpener, TcpSealer } from "../crypto/tcp-cipher.js";
 import { decodeFeatures, encodeFeatures } from "../wire/features-codec.js";
 import { formatPeerName } from "../wire/peer-name.js";
 import { featuresToIntro, introToFeatures, type PeerIntro } from "../wire/features.js";
@@ -12,6 +20,7 @@ import {
   PROTOCOL_HEADER_LEN,
   PROTOCOL_MAX_VERSION,
   PROTOCOL_MIN_VERSION,
+  PUBLIC_KEY_LEN,
   ProtocolTag,
   TCP_HEARTBEAT_MS,
   TCP_READ_TIMEOUT_MS,
@@ -32,8 +41,17 @@ export interface ConnectionOwner {
   closed(conn: MeshConnection, reason: string): void;
 }
 
+/** What encrypted connections need: the password, and the crypto backends to use. */
+export interface ConnectionSecurity {
+  password: Buffer;
+  box: SecretBox;
+  agreement: KeyAgreement;
+}
+
 export interface ConnectionOptions {
   socket: Socket;
+  /** Present when this router has a password: every connection is then encrypted. */
+  security?: ConnectionSecurity;
   outbound: boolean;
   /** Our features for this connection (a fresh ConnID each time). */
   local: PeerIntro;
@@ -59,7 +77,12 @@ export class MeshConnection {
   connectionUid = 0n;
   closeReason: string | undefined;
   private readonly framer = new MessageFramer();
-  private phase: "header" | "flag" | "features" | "messages" = "header";
+  private phase: "header" | "flag" | "public-key" | "features" | "messages" = "header";
+  private keyPair: KeyPair | undefined;
+  private sealer: TcpSealer | undefined;
+  private opener: TcpOpener | undefined;
+  /** SHA-256(box.before ‖ password), shared by both ends; kept for the sleeve (and fastdp). */
+  private key: Buffer | undefined;
   private readTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private log: Logger;
@@ -80,13 +103,31 @@ export class MeshConnection {
     socket.on("error", (err) => this.close(`connection error: ${err.message}`));
     socket.on("close", () => this.close("connection closed by peer"));
     this.armReadTimeout(HEADER_TIMEOUT_MS, "no protocol header from peer within 10s");
-    socket.write(
-      Buffer.concat([
-        emitProtocolHeader(),
-        Buffer.from([ENCRYPTION_FLAG_PLAIN]),
-        frameMessage(encodeFeatures(introToFeatures(this.opts.local))),
-      ]),
-    );
+    // Header and encryption flag (with a fresh public key) go out at once; the features follow
+    // once the peer's flag is in, since with a password they are already sealed (spec 1.2).
+    const security = this.opts.security;
+    if (security === undefined) {
+      socket.write(Buffer.concat([emitProtocolHeader(), Buffer.from([ENCRYPTION_FLAG_PLAIN])]));
+    } else {
+      this.keyPair = security.agreement.generateKeyPair();
+      socket.write(
+        Buffer.concat([
+          emitProtocolHeader(),
+          Buffer.from([ENCRYPTION_FLAG_ENCRYPTED]),
+          this.keyPair.publicKey,
+        ]),
+      );
+    }
+  }
+
+  /** True when messages (and so the sleeve) are encrypted. */
+  get encrypted(): boolean {
+    return this.key !== undefined;
+  }
+
+  /** The session key, for the data plane's ciphers, which take their own copies. */
+  get sessionKey(): Buffer | undefined {
+    return this.key;
   }
 
   send(tag: number, body: Uint8Array = new Uint8Array(0)): void {
@@ -94,7 +135,13 @@ export class MeshConnection {
     const message = Buffer.allocUnsafe(1 + body.length);
     message[0] = tag;
     message.set(body, 1);
-    this.opts.socket.write(frameMessage(message));
+    this.write(message);
+  }
+
+  private write(plaintext: Uint8Array): void {
+    this.opts.socket.write(
+      frameMessage(this.sealer ? this.sealer.sealMessage(plaintext) : plaintext),
+    );
   }
 
   /** The overlay works both ways: the connection may carry data (spec 3.5). */
@@ -108,6 +155,10 @@ export class MeshConnection {
     this.closeReason = reason;
     clearTimeout(this.readTimer);
     clearInterval(this.heartbeatTimer);
+    this.keyPair?.dispose();
+    this.sealer?.dispose();
+    this.opener?.dispose();
+    this.key?.fill(0);
     this.opts.socket.destroy();
     this.opts.owner.closed(this, reason);
   }
@@ -144,21 +195,47 @@ export class MeshConnection {
         case "flag": {
           const flag = this.framer.takeRaw(1);
           if (flag === undefined) return;
-          if (flag[0] === ENCRYPTION_FLAG_ENCRYPTED) {
+          const theirs = flag[0];
+          if (theirs !== ENCRYPTION_FLAG_PLAIN && theirs !== ENCRYPTION_FLAG_ENCRYPTED) {
+            throw new Error(`peer sent an invalid encryption flag 0x${theirs!.toString(16)}`);
+          }
+          // The same words as Weave's, so that both sides of a mixed pair say what is wrong.
+          if (theirs === ENCRYPTION_FLAG_ENCRYPTED && this.opts.security === undefined) {
             throw new Error(
-              "peer requested an encrypted connection, but no password was specified here",
+              "encryption mismatch: the peer has a password and requested an encrypted connection, but no password is set here",
             );
           }
-          if (flag[0] !== ENCRYPTION_FLAG_PLAIN) {
-            throw new Error(`peer sent an invalid encryption flag 0x${flag[0]!.toString(16)}`);
+          if (theirs === ENCRYPTION_FLAG_PLAIN && this.opts.security !== undefined) {
+            throw new Error(
+              "encryption mismatch: a password is set here, but the peer requested an unencrypted connection (no password there)",
+            );
           }
+          if (theirs === ENCRYPTION_FLAG_ENCRYPTED) {
+            this.phase = "public-key";
+          } else {
+            this.phase = "features";
+            this.write(encodeFeatures(introToFeatures(this.opts.local)));
+          }
+          break;
+        }
+        case "public-key": {
+          const publicKey = this.framer.takeRaw(PUBLIC_KEY_LEN);
+          if (publicKey === undefined) return;
+          this.startEncryption(publicKey);
           this.phase = "features";
+          this.write(encodeFeatures(introToFeatures(this.opts.local)));
           break;
         }
         case "features": {
-          const message = this.framer.next();
-          if (message === undefined) return;
+          const sealed = this.framer.next();
+          if (sealed === undefined) return;
           this.armReadTimeout(TCP_READ_TIMEOUT_MS, "no message from peer for 60s");
+          const message = this.open(sealed);
+          if (message === undefined) {
+            throw new Error(
+              "cannot decrypt the peer's first message: the passwords differ (wrong password on one side)",
+            );
+          }
           this.remote = featuresToIntro(decodeFeatures(message));
           this.connectionUid = BigInt.asUintN(64, this.opts.local.connId ^ this.remote.connId);
           this.log = this.log.child({ peer: this.remoteLabel() });
@@ -177,9 +254,15 @@ export class MeshConnection {
           break;
         }
         case "messages": {
-          const message = this.framer.next();
-          if (message === undefined) return;
+          const sealed = this.framer.next();
+          if (sealed === undefined) return;
           this.armReadTimeout(TCP_READ_TIMEOUT_MS, "no message from peer for 60s");
+          const message = this.open(sealed);
+          if (message === undefined) {
+            throw new Error(
+              "cannot decrypt a message from the peer (forged, replayed or reordered)",
+            );
+          }
           if (message.length === 0) break; // an empty message is ignored (spec 2.1)
           const tag = message[0]!;
           if (tag !== ProtocolTag.Heartbeat)
@@ -188,6 +271,26 @@ export class MeshConnection {
         }
       }
     }
+  }
+
+  private startEncryption(remotePublicKey: Buffer): void {
+    const { password, box, agreement } = this.opts.security!;
+    try {
+      this.key = sessionKey(remotePublicKey, this.keyPair!.secretKey, password, agreement);
+    } catch (err) {
+      if (err instanceof InvalidPublicKeyError)
+        throw new Error(`peer sent an unusable public key: ${err.message}`);
+      throw err;
+    }
+    this.keyPair!.dispose();
+    this.sealer = new TcpSealer(box, this.key, this.outbound);
+    this.opener = new TcpOpener(box, this.key, this.outbound);
+  }
+
+  /** The plaintext of a received message, or undefined if it does not authenticate. */
+  private open(message: Buffer): Buffer | undefined {
+    if (this.opener === undefined) return message;
+    return this.opener.openMessage(message) ?? undefined;
   }
 
   remoteLabel(): string {

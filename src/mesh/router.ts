@@ -8,7 +8,12 @@ import { ProtocolTag } from "../wire/protocol.js";
 import { ipv4ToUint32 } from "../sleeve/datagram-socket.js";
 import { SleeveForwarder } from "../sleeve/forwarder.js";
 import type { DataPlane } from "../datapath/data-plane.js";
-import { MeshConnection } from "./connection.js";
+import { MeshConnection, type ConnectionSecurity } from "./connection.js";
+import {
+  SLEEVE_CIPHER_OVERHEAD,
+  SleeveDecryptor,
+  SleeveEncryptor,
+} from "../crypto/sleeve-cipher.js";
 import { ConnectionMaker, type Target } from "./connection-maker.js";
 import { TokenBucket } from "./accept-limiter.js";
 
@@ -24,6 +29,8 @@ export interface Identity {
 
 export interface RouterOptions {
   identity: Identity;
+  /** With a password: every connection and the sleeve are encrypted. */
+  security?: ConnectionSecurity;
   host: string;
   port: number;
   dataPlane: DataPlane;
@@ -59,6 +66,11 @@ export class Router {
       dial: (target) => this.dial(target),
       satisfiedByExisting: (target) => this.adoptTarget(target),
     });
+  }
+
+  /** True when this router has a password: every connection is encrypted. */
+  get encrypted(): boolean {
+    return this.opts.security !== undefined;
   }
 
   async listen(): Promise<void> {
@@ -128,6 +140,7 @@ export class Router {
     const conn = new MeshConnection({
       socket,
       outbound,
+      ...(this.opts.security ? { security: this.opts.security } : {}),
       local: this.localIntro(),
       owner: this,
       counters: this.opts.counters,
@@ -245,6 +258,8 @@ export class Router {
   private makeForwarder(conn: MeshConnection): SleeveForwarder {
     const remote = conn.remote!;
     const socket = this.opts.dataPlane;
+    const security = this.opts.security;
+    const key = conn.sessionKey;
     const log = this.log.child({ component: "sleeve", peer: conn.remoteLabel() });
     return new SleeveForwarder({
       self: this.identity.name,
@@ -255,7 +270,15 @@ export class Router {
       ...(conn.outbound
         ? { remoteAddress: { ip: ipv4ToUint32(conn.remoteIp), port: conn.remotePort } }
         : {}),
-      maxPacket: socket.maxPacket,
+      maxPacket: socket.maxPlainPacket + (key ? SLEEVE_CIPHER_OVERHEAD : 0),
+      ...(key
+        ? {
+            crypto: {
+              encryptor: new SleeveEncryptor(security!.box, key, conn.outbound, false),
+              decryptor: new SleeveDecryptor(security!.box, key, conn.outbound),
+            },
+          }
+        : {}),
       arena: socket.arena,
       counters: this.opts.counters,
       log,

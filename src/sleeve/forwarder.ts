@@ -13,7 +13,12 @@ import {
   writeRecordHeader,
 } from "../wire/sleeve-packet.js";
 import { uint32ToIpv4 } from "./datagram-socket.js";
-import type { PacketArena } from "./packet-arena.js";
+import type { PacketArena, PacketSealer } from "./packet-arena.js";
+import {
+  SLEEVE_PLAINTEXT_OFFSET,
+  type SleeveDecryptor,
+  type SleeveEncryptor,
+} from "../crypto/sleeve-cipher.js";
 
 /** Sleeve timing (spec 3.5). */
 export const FAST_HEARTBEAT_MS = 500;
@@ -29,6 +34,12 @@ export interface ForwarderControl {
   forwarderFailed(reason: string): void;
 }
 
+/** The connection's ciphers, when it has a session key (spec 3.3). */
+export interface ForwarderCrypto {
+  encryptor: SleeveEncryptor;
+  decryptor: SleeveDecryptor;
+}
+
 export interface ForwarderOptions {
   self: PeerName;
   remote: PeerName;
@@ -36,8 +47,9 @@ export interface ForwarderOptions {
   /** We dialled: we know the peer's UDP address and heartbeat first (spec 3.5). */
   outbound: boolean;
   remoteAddress?: { ip: number; port: number };
-  /** Largest UDP payload this forwarder builds. */
+  /** Largest UDP payload this forwarder builds, encryption overhead included. */
   maxPacket: number;
+  crypto?: ForwarderCrypto;
   arena: PacketArena;
   control: ForwarderControl;
   counters: Counters;
@@ -48,7 +60,7 @@ export interface ForwarderOptions {
  * The sleeve forwarder for one peer connection: batches records into packets for that peer,
  * heartbeats, learns the peer's UDP address, and answers Weave's fragmentation and MTU tests.
  */
-export class SleeveForwarder {
+export class SleeveForwarder implements PacketSealer {
   readonly remote: PeerName;
   established = false;
   remoteIp = 0;
@@ -64,10 +76,15 @@ export class SleeveForwarder {
   private slotRecords = 0;
   private stopped = false;
   private readonly heartbeatFrame = Buffer.alloc(HEARTBEAT_FRAME_LEN);
+  /** Where records start in a packet: after the sender name, and the seq and tag if sealed. */
+  private readonly headerLength: number;
+  readonly decryptor: SleeveDecryptor | undefined;
 
   constructor(private readonly opts: ForwarderOptions) {
     this.remote = opts.remote;
     writeHeartbeatFrame(this.heartbeatFrame, 0, opts.connectionUid);
+    this.headerLength = opts.crypto ? SLEEVE_PLAINTEXT_OFFSET : SENDER_NAME_LEN;
+    this.decryptor = opts.crypto?.decryptor;
     if (opts.remoteAddress) this.setAddress(opts.remoteAddress.ip, opts.remoteAddress.port);
   }
 
@@ -96,6 +113,13 @@ export class SleeveForwarder {
     this.stopped = true;
     clearInterval(this.heartbeatTimer);
     clearInterval(this.timeoutTimer);
+    if (this.opts.crypto) {
+      // A packet of ours may wait in the arena, to be sealed when it is sent: send it now,
+      // then zero the keys.
+      this.opts.arena.flush();
+      this.opts.crypto.encryptor.dispose();
+      this.opts.crypto.decryptor.dispose();
+    }
   }
 
   /**
@@ -156,11 +180,11 @@ export class SleeveForwarder {
       this.slotUsed + size > this.opts.maxPacket ||
       this.slotRecords === MAX_FRAMES_PER_PACKET
     ) {
-      if (SENDER_NAME_LEN + size > this.opts.maxPacket) return -1;
-      this.slot = arena.open(this.remoteIp, this.remotePort);
+      if (this.headerLength + size > this.opts.maxPacket) return -1;
+      this.slot = arena.open(this.remoteIp, this.remotePort, this.opts.crypto ? this : undefined);
       this.slotGeneration = arena.generation;
       writePeerName(arena.buf, arena.offsets[this.slot]!, this.opts.self);
-      this.slotUsed = SENDER_NAME_LEN;
+      this.slotUsed = this.headerLength;
       this.slotRecords = 0;
     }
     const at = arena.offsets[this.slot]! + this.slotUsed;
@@ -168,6 +192,17 @@ export class SleeveForwarder {
     this.slotRecords++;
     arena.lengths[this.slot] = this.slotUsed;
     return at;
+  }
+
+  /** Seals a finished packet in place, just before the arena sends it. */
+  seal(buf: Buffer, offset: number, length: number): void {
+    this.opts.crypto!.encryptor.seal(
+      buf,
+      offset,
+      buf,
+      offset + SLEEVE_PLAINTEXT_OFFSET,
+      length - SLEEVE_PLAINTEXT_OFFSET,
+    );
   }
 
   /**

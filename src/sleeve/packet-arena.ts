@@ -1,6 +1,11 @@
 import type { Counters } from "../util/counters.js";
 import type { DatagramSocket } from "./datagram-socket.js";
 
+/** Encrypts a finished packet in place, its length unchanged (room was reserved for it). */
+export interface PacketSealer {
+  seal(buf: Buffer, offset: number, length: number): void;
+}
+
 /**
  * Outgoing sleeve packets of one batch, side by side in one preallocated buffer, sent with a
  * single batched send. Forwarders open a slot, fill it with records, and the data path flushes
@@ -12,6 +17,8 @@ export class PacketArena {
   readonly offsets: Int32Array;
   readonly lengths: Int32Array;
   readonly addrs: Uint32Array;
+  /** Per slot, what seals its packet just before it is sent (encrypted forwarders only). */
+  readonly sealers: (PacketSealer | undefined)[];
   count = 0;
   generation = 0;
   private flushScheduled = false;
@@ -26,14 +33,16 @@ export class PacketArena {
     this.offsets = new Int32Array(slots);
     this.lengths = new Int32Array(slots);
     this.addrs = new Uint32Array(slots * 2);
+    this.sealers = new Array<PacketSealer | undefined>(slots).fill(undefined);
     for (let i = 0; i < slots; i++) this.offsets[i] = i * slotSize;
   }
 
   /** Reserves an empty packet for ip:port and returns its slot index. */
-  open(ip: number, port: number): number {
+  open(ip: number, port: number, sealer?: PacketSealer): number {
     if (this.count === this.slots) this.flush();
     const slot = this.count++;
     this.lengths[slot] = 0;
+    this.sealers[slot] = sealer;
     this.addrs[2 * slot] = ip;
     this.addrs[2 * slot + 1] = port;
     return slot;
@@ -44,6 +53,12 @@ export class PacketArena {
     if (count === 0) return;
     this.count = 0;
     this.generation++;
+    for (let i = 0; i < count; i++) {
+      const sealer = this.sealers[i];
+      if (sealer === undefined) continue;
+      sealer.seal(this.buf, this.offsets[i]!, this.lengths[i]!);
+      this.sealers[i] = undefined;
+    }
     const sent = this.socket.sendBatch(this.buf, this.offsets, this.lengths, this.addrs, count);
     this.counters.sleeve_tx_packets += sent;
     this.counters.sleeve_tx_dropped += count - sent;

@@ -58,8 +58,26 @@ export class SleeveReceiver {
       this.drop(`datagram from unknown sender ${formatPeerName(sender)}`, ip, port, length);
       return;
     }
+    let start = offset + SENDER_NAME_LEN;
+    let end = offset + length;
+    const decryptor = forwarder.decryptor;
+    if (decryptor !== undefined) {
+      const opened = decryptor.open(buf, offset, length);
+      if (opened === "auth-failed") {
+        // Normal for a few stray packets around a reconnect; many mean an attack or a bug.
+        counters.sleeve_rx_decrypt_failed++;
+        this.drop(`cannot decrypt sleeve packet from ${formatPeerName(sender)}`, ip, port, length);
+        return;
+      }
+      if (opened !== "ok") {
+        counters.sleeve_rx_replayed++; // authentic but seen before, or too old: dropped silently
+        return;
+      }
+      start = decryptor.plaintextOffset;
+      end = start + decryptor.plaintextLength;
+    }
     const records = this.records;
-    const verdict = parseRecords(buf, offset + SENDER_NAME_LEN, offset + length, records);
+    const verdict = parseRecords(buf, start, end, records);
     for (let i = 0; i < records.count; i++) {
       const src = records.src[i]!;
       const dst = records.dst[i]!;
@@ -71,7 +89,9 @@ export class SleeveReceiver {
         hasZeroEthernetHeader(buf, frameOffset, frameLength)
       ) {
         forwarder.handleSpecial(buf, frameOffset, frameLength, ip, port);
-      } else if (!forwarder.isRemoteAddress(ip, port)) {
+      } else if (decryptor === undefined && !forwarder.isRemoteAddress(ip, port)) {
+        // Plain sleeve cannot tell a peer from an impostor but by its address. (Sealed
+        // packets are authenticated, and may come from a new address after NAT rebinding.)
         counters.sleeve_rx_wrong_source++;
       } else if (
         !this.sink.isKnownPeer(src) ||

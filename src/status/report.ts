@@ -37,7 +37,9 @@ export function buildReport(
       Outbound: conn.outbound,
       State: established ? "established" : "pending",
       Info: "",
-      Attrs: forwarder ? { name: "sleeve", mtu } : null,
+      Attrs: forwarder
+        ? { name: "sleeve", mtu, ...(conn.encrypted ? { encrypted: true } : {}) }
+        : null,
       Name: formatPeerName(remote.name),
       NickName: remote.nickname,
     });
@@ -74,7 +76,7 @@ export function buildReport(
       Protocol: "weave",
       ProtocolMinVersion: PROTOCOL_MIN_VERSION,
       ProtocolMaxVersion: PROTOCOL_MAX_VERSION,
-      Encryption: false,
+      Encryption: router.encrypted,
       PeerDiscovery: false,
       Name: selfName,
       NickName: self.nickname,

@@ -21,6 +21,10 @@ export class Counters {
   sleeve_rx_unknown_peer = 0;
   /** Data under a known sender's name but not from its address (spoofed, or before contact). */
   sleeve_rx_wrong_source = 0;
+  /** Sealed packets that did not authenticate (wrong key, forged, or corrupted). */
+  sleeve_rx_decrypt_failed = 0;
+  /** Authentic sealed packets seen before, or older than the replay window. */
+  sleeve_rx_replayed = 0;
   sleeve_tx_packets = 0;
   sleeve_tx_frames = 0;
   sleeve_tx_dropped = 0;
