@@ -275,6 +275,7 @@ export class Router {
         ? {
             crypto: {
               encryptor: new SleeveEncryptor(security!.box, key, conn.outbound, false),
+              dfEncryptor: new SleeveEncryptor(security!.box, key, conn.outbound, true),
               decryptor: new SleeveDecryptor(security!.box, key, conn.outbound),
             },
           }

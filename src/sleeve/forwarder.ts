@@ -36,7 +36,10 @@ export interface ForwarderControl {
 
 /** The connection's ciphers, when it has a session key (spec 3.3). */
 export interface ForwarderCrypto {
+  /** The non-DF stream: data. */
   encryptor: SleeveEncryptor;
+  /** The DF stream: heartbeats travel on it, in packets of their own (spec 3.4). */
+  dfEncryptor: SleeveEncryptor;
   decryptor: SleeveDecryptor;
 }
 
@@ -118,6 +121,7 @@ export class SleeveForwarder implements PacketSealer {
       // then zero the keys.
       this.opts.arena.flush();
       this.opts.crypto.encryptor.dispose();
+      this.opts.crypto.dfEncryptor.dispose();
       this.opts.crypto.decryptor.dispose();
     }
   }
@@ -153,6 +157,20 @@ export class SleeveForwarder implements PacketSealer {
     const frameLength = vlan === 0 ? length : length + VLAN_TAG_LEN;
     const base = this.reserve(RECORD_HEADER_LEN + frameLength);
     if (base < 0) return false;
+    this.copyRecord(base, src, dst, vlan, buf, offset, length);
+    return true;
+  }
+
+  private copyRecord(
+    base: number,
+    src: PeerName,
+    dst: PeerName,
+    vlan: number,
+    buf: Buffer,
+    offset: number,
+    length: number,
+  ): void {
+    const frameLength = vlan === 0 ? length : length + VLAN_TAG_LEN;
     const out = this.opts.arena.buf;
     writeRecordHeader(out, base, src, dst, frameLength);
     const frameStart = base + RECORD_HEADER_LEN;
@@ -169,7 +187,6 @@ export class SleeveForwarder implements PacketSealer {
         offset + length,
       );
     }
-    return true;
   }
 
   /** Returns where `size` bytes of record can go in this peer's open packet, or -1. */
@@ -196,14 +213,12 @@ export class SleeveForwarder implements PacketSealer {
 
   /** Seals a finished packet in place, just before the arena sends it. */
   seal(buf: Buffer, offset: number, length: number): void {
-    this.opts.crypto!.encryptor.seal(
-      buf,
-      offset,
-      buf,
-      offset + SLEEVE_PLAINTEXT_OFFSET,
-      length - SLEEVE_PLAINTEXT_OFFSET,
-    );
+    sealInPlace(this.opts.crypto!.encryptor, buf, offset, length);
   }
+
+  private readonly dfSealer: PacketSealer = {
+    seal: (buf, offset, length) => sealInPlace(this.opts.crypto!.dfEncryptor, buf, offset, length),
+  };
 
   /**
    * A record with an all-zero Ethernet header from this peer to us (spec 3.4). `fromIp` and
@@ -267,11 +282,28 @@ export class SleeveForwarder implements PacketSealer {
   }
 
   private sendHeartbeat(): void {
-    if (
-      this.writeRecord(this.opts.self, this.remote, 0, this.heartbeatFrame, 0, HEARTBEAT_FRAME_LEN)
-    ) {
-      this.opts.arena.scheduleFlush();
+    if (!this.hasAddress || this.stopped) return;
+    const crypto = this.opts.crypto;
+    if (crypto === undefined) {
+      this.writeRecord(this.opts.self, this.remote, 0, this.heartbeatFrame, 0, HEARTBEAT_FRAME_LEN);
+    } else {
+      // A packet of its own, sealed on the DF stream (its own counter and replay window).
+      const arena = this.opts.arena;
+      const slot = arena.open(this.remoteIp, this.remotePort, this.dfSealer);
+      const start = arena.offsets[slot]!;
+      writePeerName(arena.buf, start, this.opts.self);
+      this.copyRecord(
+        start + SLEEVE_PLAINTEXT_OFFSET,
+        this.opts.self,
+        this.remote,
+        0,
+        this.heartbeatFrame,
+        0,
+        HEARTBEAT_FRAME_LEN,
+      );
+      arena.lengths[slot] = SLEEVE_PLAINTEXT_OFFSET + RECORD_HEADER_LEN + HEARTBEAT_FRAME_LEN;
     }
+    this.opts.arena.scheduleFlush();
   }
 
   private checkTimeout(): void {
@@ -280,6 +312,22 @@ export class SleeveForwarder implements PacketSealer {
       this.opts.control.forwarderFailed("no sleeve heartbeat from peer for 60s");
     }
   }
+}
+
+/** Seals the records that follow the reserved header, where they lie. */
+function sealInPlace(
+  encryptor: SleeveEncryptor,
+  buf: Buffer,
+  offset: number,
+  length: number,
+): void {
+  encryptor.seal(
+    buf,
+    offset,
+    buf,
+    offset + SLEEVE_PLAINTEXT_OFFSET,
+    length - SLEEVE_PLAINTEXT_OFFSET,
+  );
 }
 
 function isAllZero(buf: Buffer, start: number, end: number): boolean {
