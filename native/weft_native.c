@@ -686,6 +686,35 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   return make_i32(env, sent);
 }
 
+/* pathMtu(ip) -> the kernel's MTU for the route to ip (IP_MTU on a connected UDP socket):
+ * the device MTU, or a smaller path MTU the kernel has learnt. Sends nothing. */
+static napi_value path_mtu(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char ip[INET_ADDRSTRLEN + 1];
+  if (argc < 1) return throw_type(env, "pathMtu(ip)");
+  if (!arg_str(env, argv[0], "ip", ip, sizeof ip)) return NULL;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(9); /* any port: connect() on UDP only picks the route */
+  if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+    return throw_errno(env, EINVAL, "inet_pton", ip, "not a dotted-quad IPv4 address");
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", ip, NULL);
+  int mtu = 0;
+  socklen_t len = sizeof mtu;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+      getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &len) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, "route lookup (IP_MTU)", ip, NULL);
+  }
+  close(fd);
+  return make_i32(env, mtu);
+}
+
 /* closeFd(fd) */
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -911,6 +940,7 @@ NAPI_MODULE_INIT() {
       {"recvBatch", NULL, recv_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendBatch", NULL, send_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pathMtu", NULL, path_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
 

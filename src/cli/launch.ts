@@ -85,6 +85,19 @@ async function openSocket(
   return DgramDatagramSocket.open(host, port);
 }
 
+/** The kernel's route MTU lookup, from the native addon when it loads. */
+async function routeMtuLookup(log: Logger): Promise<{ pathMtu?: (ip: string) => number }> {
+  try {
+    const { pathMtu } = await import("../native/addon.js");
+    return { pathMtu };
+  } catch (err) {
+    log.warn("no route MTU lookup without the native addon; sleeve MTUs assume a 1500 underlay", {
+      error: (err as Error).message,
+    });
+    return {};
+  }
+}
+
 /** Starts a peer: data plane, TAP ports, router, status endpoint. */
 export async function launch(config: LaunchConfig, log: Logger): Promise<Running> {
   const counters = new Counters();
@@ -126,6 +139,8 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
     }
     const security = loadSecurity(config, log);
     router = new Router({
+      mtu: config.mtu,
+      ...(await routeMtuLookup(log)),
       identity,
       ...(security ? { security } : {}),
       host: config.host,

@@ -5,6 +5,8 @@ import type { Logger } from "../util/log.js";
 import { formatPeerName, type PeerName } from "../wire/peer-name.js";
 import type { PeerIntro } from "../wire/features.js";
 import { ProtocolTag } from "../wire/protocol.js";
+import { ETH_HEADER_LEN } from "../wire/ethernet.js";
+import { RECORD_HEADER_LEN, SENDER_NAME_LEN } from "../wire/sleeve-packet.js";
 import { ipv4ToUint32 } from "../sleeve/datagram-socket.js";
 import { SleeveForwarder } from "../sleeve/forwarder.js";
 import type { DataPlane } from "../datapath/data-plane.js";
@@ -37,7 +39,24 @@ export interface RouterOptions {
   counters: Counters;
   log: Logger;
   connLimit?: number;
+  /** The overlay MTU endpoints use (frames above it are not switched). */
+  mtu: number;
+  /** The kernel's route MTU towards an IPv4 address (undefined: unknown). */
+  pathMtu?: (ip: string) => number;
 }
+
+/** Underlay bytes a frame costs beyond its IP packet (spec 3.7): 62 plain, 86 sealed. */
+export function sleeveOverhead(encrypted: boolean): number {
+  return (
+    UDP_IP_HEADER_LEN +
+    SENDER_NAME_LEN +
+    RECORD_HEADER_LEN +
+    ETH_HEADER_LEN +
+    (encrypted ? SLEEVE_CIPHER_OVERHEAD : 0)
+  );
+}
+const UDP_IP_HEADER_LEN = 28;
+const ASSUMED_UNDERLAY_MTU = 1500;
 
 interface Link {
   conn: MeshConnection;
@@ -260,6 +279,7 @@ export class Router {
     const socket = this.opts.dataPlane;
     const security = this.opts.security;
     const key = conn.sessionKey;
+    const mtu = this.sleeveMtu(conn);
     const log = this.log.child({ component: "sleeve", peer: conn.remoteLabel() });
     return new SleeveForwarder({
       self: this.identity.name,
@@ -270,6 +290,7 @@ export class Router {
       ...(conn.outbound
         ? { remoteAddress: { ip: ipv4ToUint32(conn.remoteIp), port: conn.remotePort } }
         : {}),
+      mtu,
       maxPacket: socket.maxPlainPacket + (key ? SLEEVE_CIPHER_OVERHEAD : 0),
       ...(key
         ? {
@@ -295,6 +316,35 @@ export class Router {
         forwarderFailed: (reason) => conn.close(reason),
       },
     });
+  }
+
+  /**
+   * The sleeve MTU towards a peer: its route's MTU less the sleeve's overhead (1438 plain, 1414
+   * sealed on a 1500-byte underlay). Endpoints beyond it still work (the underlay fragments),
+   * but slower: say so.
+   */
+  private sleeveMtu(conn: MeshConnection): number {
+    let underlay = ASSUMED_UNDERLAY_MTU;
+    try {
+      underlay = this.opts.pathMtu?.(conn.remoteIp) ?? ASSUMED_UNDERLAY_MTU;
+    } catch (err) {
+      this.log.warn("cannot read the route MTU towards the peer; assuming 1500", {
+        peer: conn.remoteLabel(),
+        error: (err as Error).message,
+      });
+    }
+    const mtu = Math.min(underlay, 65535) - sleeveOverhead(conn.encrypted);
+    if (this.opts.mtu > mtu) {
+      this.log.warn(
+        "the overlay MTU is larger than the sleeve carries unfragmented towards this peer",
+        {
+          peer: conn.remoteLabel(),
+          overlayMtu: this.opts.mtu,
+          sleeveMtu: mtu,
+        },
+      );
+    }
+    return mtu;
   }
 
   /** Data routes follow our established connections (gossiped topology comes with the mesh). */

@@ -86,6 +86,7 @@ interface NativeAddon {
     gso?: boolean,
   ): number;
   closeFd(fd: number): void;
+  pathMtu(ip: string): number;
   Poller: PollerConstructor;
 }
 
@@ -168,3 +169,6 @@ export const Poller: PollerConstructor = addon.Poller;
 
 /** close(2) an fd from tapOpen or udpOpen. */
 export const closeFd: (fd: number) => void = addon.closeFd;
+
+/** The MTU of the kernel's route to ip (IP_MTU on a connected UDP socket); sends nothing. */
+export const pathMtu: (ip: string) => number = addon.pathMtu;

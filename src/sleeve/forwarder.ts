@@ -50,6 +50,11 @@ export interface ForwarderOptions {
   /** We dialled: we know the peer's UDP address and heartbeat first (spec 3.5). */
   outbound: boolean;
   remoteAddress?: { ip: number; port: number };
+  /**
+   * The sleeve MTU towards this peer: the largest IP packet an endpoint can send through it
+   * without the underlay fragmenting (spec 3.7). Reported in status.
+   */
+  mtu: number;
   /** Largest UDP payload this forwarder builds, encryption overhead included. */
   maxPacket: number;
   crypto?: ForwarderCrypto;
@@ -65,6 +70,7 @@ export interface ForwarderOptions {
  */
 export class SleeveForwarder implements PacketSealer {
   readonly remote: PeerName;
+  readonly mtu: number;
   established = false;
   remoteIp = 0;
   remotePort = 0;
@@ -85,6 +91,7 @@ export class SleeveForwarder implements PacketSealer {
 
   constructor(private readonly opts: ForwarderOptions) {
     this.remote = opts.remote;
+    this.mtu = opts.mtu;
     writeHeartbeatFrame(this.heartbeatFrame, 0, opts.connectionUid);
     this.headerLength = opts.crypto ? SLEEVE_PLAINTEXT_OFFSET : SENDER_NAME_LEN;
     this.decryptor = opts.crypto?.decryptor;

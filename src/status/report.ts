@@ -38,7 +38,7 @@ export function buildReport(
       State: established ? "established" : "pending",
       Info: "",
       Attrs: forwarder
-        ? { name: "sleeve", mtu, ...(conn.encrypted ? { encrypted: true } : {}) }
+        ? { name: "sleeve", mtu: forwarder.mtu, ...(conn.encrypted ? { encrypted: true } : {}) }
         : null,
       Name: formatPeerName(remote.name),
       NickName: remote.nickname,

@@ -10,6 +10,7 @@ import {
   ADDON_PATH,
   Poller,
   closeFd,
+  pathMtu,
   readFrames,
   recvBatch,
   sendBatch,
@@ -747,6 +748,11 @@ os.execv(sys.argv[1], sys.argv[1:])
       console.log(JSON.stringify({ sent, got }));`;
     const out = await runNode(["ip", "netns", "exec", ns], script);
     expect(out).toEqual({ sent: 2, got: ["1", "3"] });
+  });
+
+  it("pathMtu reads the route MTU without sending: 65535 on loopback", () => {
+    expect(pathMtu("127.0.0.1")).toBe(65535);
+    expect(() => pathMtu("not-an-ip")).toThrow(/IPv4/);
   });
 
   it("udpOpen on a port in use throws EADDRINUSE naming the address", () => {

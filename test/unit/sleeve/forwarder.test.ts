@@ -90,6 +90,7 @@ function forwarder(over: Partial<ForwarderOptions> = {}): SleeveForwarder {
     remote: B,
     connectionUid: UID,
     outbound: true,
+    mtu: 1438,
     remoteAddress: { ip: IP_B, port: 6783 },
     maxPacket: 65507,
     arena,

@@ -285,6 +285,7 @@ describe("SleeveReceiver with a real forwarder", () => {
       remote: A,
       connectionUid: 0x1122334455667788n,
       outbound: false,
+      mtu: 1438,
       maxPacket: SLOT,
       arena,
       control,
