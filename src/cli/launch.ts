@@ -7,6 +7,7 @@ import type { DatagramSocket } from "../sleeve/datagram-socket.js";
 import { Router } from "../mesh/router.js";
 import { buildReport } from "../status/report.js";
 import { startStatusServer } from "../status/server.js";
+import { startRouterApi } from "../api/router-api.js";
 import { makeIdentity } from "./identity.js";
 import type { HostPort, TapArg } from "./options.js";
 import type { ConnectionSecurity } from "../mesh/connection.js";
@@ -24,6 +25,7 @@ export interface LaunchConfig {
   taps: TapArg[];
   networks: string[];
   statusAddr: HostPort;
+  httpAddr: HostPort;
   peers: HostPort[];
   macTableSize?: number;
   udpBackend?: UdpBackend;
@@ -119,6 +121,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   });
   let router: Router | undefined;
   let status: Server | undefined;
+  let api: Server | undefined;
   try {
     for (const network of config.networks) dataPlane.networks.add(network);
     if (config.taps.length > 0) {
@@ -157,11 +160,13 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       () => buildReport(liveRouter, dataPlane, counters, config.mtu, config.port),
       log,
     );
+    api = await startRouterApi(config.httpAddr.host, config.httpAddr.port, liveRouter, log);
     dataPlane.start();
     for (const peer of config.peers) router.connect(peer.host, peer.port, peer.portGiven);
   } catch (err) {
     await router?.stop();
     status?.close();
+    api?.close();
     dataPlane.close();
     throw err;
   }
@@ -174,11 +179,14 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   });
   const liveRouter = router;
   const liveStatus = status;
+  const liveApi = api;
   return {
     async stop() {
       await liveRouter.stop();
       liveStatus.closeAllConnections();
       await new Promise<void>((resolve) => liveStatus.close(() => resolve()));
+      liveApi.closeAllConnections();
+      await new Promise<void>((resolve) => liveApi.close(() => resolve()));
       dataPlane.close();
     },
   };

@@ -7,6 +7,7 @@ import {
   DEFAULT_MTU,
   DEFAULT_PORT,
   DEFAULT_STATUS_ADDR,
+  DEFAULT_HTTP_ADDR,
   UsageError,
   parseHostPort,
   parseLogLevel,
@@ -45,6 +46,7 @@ interface LaunchFlags {
   network?: string[];
   mtu: number;
   statusAddr: string;
+  httpAddr: string;
   logLevel: LogLevel;
   udpBackend: UdpBackend;
   password?: string;
@@ -56,6 +58,7 @@ const STATUS_PATHS: Record<string, string> = {
   "": "/status",
   connections: "/status/connections",
   peers: "/status/peers",
+  targets: "/status/targets",
   report: "/report",
 };
 
@@ -75,6 +78,7 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     taps: flags.tap ?? [],
     networks: flags.network ?? [],
     statusAddr: parseHostPort("--status-addr", flags.statusAddr, 6782),
+    httpAddr: parseHostPort("--http-addr", flags.httpAddr, 6784),
     peers: peerArgs.map((peer) => parseHostPort("PEER", peer, DEFAULT_PORT)),
     udpBackend: flags.udpBackend,
     cryptoBackend: flags.cryptoBackend,
@@ -103,7 +107,7 @@ async function runStatus(what: string | undefined, flags: { statusAddr: string }
   const path = STATUS_PATHS[what ?? ""];
   if (path === undefined) {
     throw new UsageError(
-      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, report`,
+      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, targets, report`,
     );
   }
   const addr = parseHostPort("--status-addr", flags.statusAddr, 6782);
@@ -121,6 +125,34 @@ async function runStatus(what: string | undefined, flags: { statusAddr: string }
   const body = await response.text();
   if (!response.ok) throw new Error(`status endpoint answered ${response.status}: ${body.trim()}`);
   process.stdout.write(body);
+}
+
+async function postToRouter(
+  httpAddr: string,
+  path: string,
+  peers: string[],
+  replace: boolean,
+): Promise<void> {
+  for (const peer of peers) parseHostPort("PEER", peer, DEFAULT_PORT);
+  const addr = parseHostPort("--http-addr", httpAddr, 6784);
+  const form = new URLSearchParams(peers.map((peer): [string, string] => ["peer", peer]));
+  if (replace) form.set("replace", "true");
+  let response: Response;
+  try {
+    response = await fetch(`http://${addr.host}:${addr.port}${path}`, {
+      method: "POST",
+      body: form,
+      signal: AbortSignal.timeout(5000),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+    throw new Error(
+      `cannot reach weft's router API at ${addr.host}:${addr.port} (${cause}): is weft running?`,
+    );
+  }
+  if (!response.ok) {
+    throw new Error(`router API answered ${response.status}: ${(await response.text()).trim()}`);
+  }
 }
 
 export function buildProgram(): Command {
@@ -170,6 +202,11 @@ export function buildProgram(): Command {
       new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
     )
     .addOption(
+      new Option("--http-addr <host:port>", "router API (connect, forget)").default(
+        DEFAULT_HTTP_ADDR,
+      ),
+    )
+    .addOption(
       new Option("--log-level <level>", "debug, info, warn or error")
         .default("info")
         .argParser(checked(parseLogLevel)),
@@ -192,6 +229,25 @@ export function buildProgram(): Command {
         .default("auto"),
     )
     .action(runLaunch);
+
+  program
+    .command("connect")
+    .description("dial more peers at run time (with --replace, forget the other targets)")
+    .argument("<peers...>", "HOST[:PORT]")
+    .option("--replace", "forget every other target")
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .action((peers: string[], flags: { replace?: boolean; httpAddr: string }) =>
+      postToRouter(flags.httpAddr, "/connect", peers, flags.replace === true),
+    );
+
+  program
+    .command("forget")
+    .description("stop dialling peers (live connections stay)")
+    .argument("<peers...>", "HOST[:PORT]")
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .action((peers: string[], flags: { httpAddr: string }) =>
+      postToRouter(flags.httpAddr, "/forget", peers, false),
+    );
 
   program
     .command("status")

@@ -19,6 +19,8 @@ export const MIN_MTU = 552;
 export const MAX_MTU =
   MAX_UDP_PAYLOAD - SENDER_NAME_LEN - RECORD_HEADER_LEN - VLAN_TAG_LEN - ETH_HEADER_LEN;
 export const DEFAULT_STATUS_ADDR = "127.0.0.1:6782";
+/** The router API (connect, forget; later IPAM), on Weave's address. */
+export const DEFAULT_HTTP_ADDR = "127.0.0.1:6784";
 
 export interface TapArg {
   netns?: string;

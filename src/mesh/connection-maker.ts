@@ -24,6 +24,8 @@ export interface Target {
   retryAt: number | undefined;
   interval: number;
   timer: NodeJS.Timeout | undefined;
+  /** Set by forget: a connection that ends is not redialled. */
+  forgotten: boolean;
 }
 
 export interface ConnectionMakerOptions {
@@ -58,10 +60,21 @@ export class ConnectionMaker {
       retryAt: undefined,
       interval: INITIAL_INTERVAL_MS,
       timer: undefined,
+      forgotten: false,
     };
     this.targets.set(address, target);
     this.attempt(target);
     return target;
+  }
+
+  /** Stops dialling `address`; a live connection to it stays up (as `weave forget`). */
+  forget(address: string): boolean {
+    const target = this.targets.get(address);
+    if (target === undefined) return false;
+    this.targets.delete(address);
+    target.forgotten = true;
+    clearTimeout(target.timer);
+    return true;
   }
 
   list(): Target[] {
@@ -75,7 +88,7 @@ export class ConnectionMaker {
 
   /** A dial or a connection ended. `livedMs` is how long the connection was up (0 if never). */
   ended(target: Target, error: string, livedMs: number, retry = true): void {
-    if (this.stopped) return;
+    if (this.stopped || target.forgotten) return;
     target.lastError = error;
     if (!retry) {
       target.state = "failed";
@@ -103,7 +116,7 @@ export class ConnectionMaker {
   }
 
   private attempt(target: Target): void {
-    if (this.stopped) return;
+    if (this.stopped || target.forgotten) return;
     if (this.opts.satisfiedByExisting(target)) {
       this.connected(target);
       return;

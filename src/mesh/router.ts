@@ -111,6 +111,15 @@ export class Router {
     this.maker.add(host, port, portGiven);
   }
 
+  /** Stops dialling a target (`weft forget`); its connection, if any, stays. */
+  forget(host: string, port: number): boolean {
+    return this.maker.forget(`${host}:${port}`);
+  }
+
+  forgetAll(): void {
+    for (const target of this.maker.list()) this.maker.forget(target.address);
+  }
+
   targets(): Target[] {
     return this.maker.list();
   }

@@ -27,6 +27,14 @@ export async function startStatusServer(
           return send(200, "text/plain", renderConnections(report().Router));
         case "/status/peers":
           return send(200, "text/plain", renderPeers(report().Router));
+        case "/status/targets":
+          return send(
+            200,
+            "text/plain",
+            report()
+              .Router.Targets.map((t) => t + "\n")
+              .join(""),
+          );
         case "/report":
           return send(200, "application/json", JSON.stringify(report(), null, 2) + "\n");
         default:
