@@ -120,6 +120,10 @@ export class MeshConnection {
     }
   }
 
+  isClosed(): boolean {
+    return this.state === "closed";
+  }
+
   /** True when messages (and so the sleeve) are encrypted. */
   get encrypted(): boolean {
     return this.key !== undefined;
@@ -242,10 +246,8 @@ export class MeshConnection {
           this.phase = "messages";
           this.state = "pending";
           const refusal = this.opts.owner.introduced(this);
-          if (refusal !== undefined) {
-            this.close(refusal);
-            return;
-          }
+          if (refusal !== undefined) this.close(refusal);
+          if (this.isClosed()) return; // refused, or closed by the owner itself
           this.heartbeatTimer = setInterval(
             () => this.send(ProtocolTag.Heartbeat),
             TCP_HEARTBEAT_MS,

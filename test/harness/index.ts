@@ -3,6 +3,7 @@ export * from "./cleanup.js";
 export * from "./exec.js";
 export * from "./lab.js";
 export * from "./net.js";
+export * from "./pcap.js";
 export * from "./process.js";
 export * from "./sleeve.js";
 export * from "./util.js";

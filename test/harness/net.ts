@@ -27,6 +27,8 @@ export interface PingOptions {
   size?: number;
   /** Don't fragment (-M do). */
   dontFragment?: boolean;
+  /** Payload fill pattern (-p), up to 16 bytes in hex. */
+  pattern?: string;
 }
 
 /** `ping` from namespace `ns` to `ip`. */
@@ -49,6 +51,7 @@ export async function ping(ns: string, ip: string, opts: PingOptions = {}): Prom
   ];
   if (opts.size !== undefined) args.push("-s", String(opts.size));
   if (opts.dontFragment) args.push("-M", "do");
+  if (opts.pattern !== undefined) args.push("-p", opts.pattern);
   args.push(ip);
   const r = await nsRun(ns, "ping", args, { timeoutMs: timeoutMs + 5000 });
   const output = `${r.stdout}${r.stderr}`;

@@ -1,6 +1,6 @@
 // Driving the weft CLI: `weft launch` as a managed process inside a host namespace, plus
 // `weft status` and the JSON /report endpoint, queried from inside the same namespace.
-import { existsSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeResult, nsRun, type RunResult } from "./exec.js";
 import type { Host, Lab } from "./lab.js";
@@ -94,6 +94,17 @@ export function launchArgs(o: WeftOptions): string[] {
   a.push(...(o.extraArgs ?? []));
   a.push(...(o.peers ?? []));
   return a;
+}
+
+/**
+ * Writes `password` (plus a newline, which weft drops) to a mode-0600 file in the lab's
+ * directory, deleted at cleanup; returns its path, for `--password-file`.
+ */
+export function writePasswordFile(lab: Lab, name: string, password: string): string {
+  const file = join(lab.dir, `${name.replace(/[^\w.-]/g, "_")}.password`);
+  writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  lab.onCleanup(() => rmSync(file, { force: true }));
+  return file;
 }
 
 /** Deterministic peer name for host N: 02:77:66:00:00:NN (locally administered). */
