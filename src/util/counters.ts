@@ -30,6 +30,26 @@ export class Counters {
   sleeve_tx_dropped = 0;
   sleeve_relayed_frames = 0;
   tcp_rx_malformed = 0;
+  /** Gossip messages (tags 4, 5, 6) received. */
+  gossip_rx_messages = 0;
+  /** Gossip messages whose envelope did not decode (dropped). */
+  gossip_rx_malformed = 0;
+  /** Gossip messages on channels we do not serve (handled as Weave's surrogate). */
+  gossip_rx_surrogate = 0;
+  /** Broadcasts from ourselves that came back to us (dropped). */
+  gossip_rx_own_broadcast = 0;
+  /** Surrogate gossip seen within the last interval (not relayed again). */
+  gossip_surrogate_duplicates = 0;
+  /** Unicasts for us on channels we do not serve (dropped). */
+  gossip_surrogate_unicast_dropped = 0;
+  /** Surrogate data not queued because a backed-up neighbour's budget was full. */
+  gossip_surrogate_queue_dropped = 0;
+  /** Unicasts (ours or relayed) with no route to their destination (dropped). */
+  gossip_unicast_unroutable = 0;
+  /** Gossipers or gossip data that threw (message or item dropped). */
+  gossip_handler_errors = 0;
+  /** Gossip messages sent. */
+  gossip_tx_messages = 0;
 
   snapshot(): Record<string, number> {
     return Object.fromEntries(Object.entries(this)) as Record<string, number>;
