@@ -10,7 +10,9 @@ import {
   VXLAN_MTU,
   VXLAN_PORT,
   WEFT_MTU,
+  WEFT_SPECS,
   type BenchPath,
+  type PathId,
 } from "./topology.js";
 
 export const MARKER =
@@ -28,6 +30,7 @@ export interface Meta {
   seconds: number;
   udpSeconds: number;
   udpLength: number;
+  paths: readonly PathId[];
 }
 
 export interface PathResult {
@@ -102,12 +105,41 @@ export function render(res: BenchResults): string {
   );
 
   out.push("### Setup", "");
+  const has = (id: PathId) => meta.paths.includes(id);
+  const weftSpecs = WEFT_SPECS.filter((w) => has(w.id));
+  const plural = meta.paths.length === 1 ? "The path runs" : `All ${meta.paths.length} paths run`;
   out.push(
-    "All three paths run between the same two host namespaces h1 and h2 (underlay 198.18.0.1/.2 on `eth0`, MTU 1500, a veth each to one Linux bridge), in the same run:",
+    `${plural} between the same two host namespaces h1 and h2 (underlay 198.18.0.1/.2 on \`eth0\`, MTU 1500, a veth each to one Linux bridge), in the same run:`,
     "",
-    "- **raw veth**: iperf3 between h1 and h2 over the underlay itself (veth → bridge → veth), MTU 1500.",
-    `- **kernel VXLAN**: a \`${VXLAN_DEV}\` device in h1 and h2 (\`type vxlan id ${VXLAN_ID} dstport ${VXLAN_PORT} dev eth0 local … remote …\`), MTU ${VXLAN_MTU} (set to weft's MTU so that both overlays use the same TCP MSS), overlay 198.19.${VXLAN_ID}.1/.2; iperf3 between h1 and h2.`,
-    `- **weft sleeve**: \`weft launch --tap e1:wt0 --mtu ${WEFT_MTU} <peer>\` in h1 and h2 (plain sleeve, no encryption), endpoint namespaces e1/e2 on persistent TAPs \`wt0\` (MTU ${WEFT_MTU}, 198.19.0.1/.2); iperf3 from e1 to e2. This path has one more hop on each side than the other two (endpoint namespace ↔ TAP ↔ weft).`,
+  );
+  if (has("veth"))
+    out.push(
+      "- **raw veth**: iperf3 between h1 and h2 over the underlay itself (veth → bridge → veth), MTU 1500.",
+    );
+  if (has("vxlan"))
+    out.push(
+      `- **kernel VXLAN**: a \`${VXLAN_DEV}\` device in h1 and h2 (\`type vxlan id ${VXLAN_ID} dstport ${VXLAN_PORT} dev eth0 local … remote …\`), MTU ${VXLAN_MTU} (set to weft's MTU so that both overlays use the same TCP MSS), overlay 198.19.${VXLAN_ID}.1/.2; iperf3 between h1 and h2.`,
+    );
+  for (const w of weftSpecs) {
+    const [a, b] = w.endpoints;
+    const flags = [
+      ...(w.port !== undefined ? [`--port ${w.port}`] : []),
+      ...(w.statusPort !== undefined ? [`--status-addr 127.0.0.1:${w.statusPort}`] : []),
+      ...(w.httpPort !== undefined ? [`--http-addr 127.0.0.1:${w.httpPort}`] : []),
+      ...(w.crypto ? [`--password-file FILE --crypto-backend ${w.crypto}`] : []),
+    ].join(" ");
+    const what = w.crypto
+      ? `sleeve and TCP encrypted with a random password, NaCl secretbox on ${w.crypto === "sodium" ? "sodium-native" : "tweetnacl"}`
+      : "plain sleeve, no encryption";
+    out.push(
+      `- **${w.label}**: \`weft launch --tap ${a}:wt0 --mtu ${WEFT_MTU}${flags ? ` ${flags}` : ""} <peer>\` in h1 and h2 (${what}), endpoint namespaces ${a}/${b} on persistent TAPs \`wt0\` (MTU ${WEFT_MTU}, 198.19.${w.subnet}.1/.2); iperf3 from ${a} to ${b}.`,
+    );
+  }
+  if (weftSpecs.length > 0)
+    out.push(
+      `- The weft path${weftSpecs.length > 1 ? "s have" : " has"} one more hop on each side than the kernel paths (endpoint namespace ↔ TAP ↔ weft).${weftSpecs.length > 1 ? " The weft pairs run side by side in h1 and h2, each on its own ports; the idle ones only exchange heartbeats while another path is measured." : ""}`,
+    );
+  out.push(
     "- TCP: `iperf3 -c … -t SECONDS` (one stream, default window), receiver-side throughput. UDP frame rate: `iperf3 -u -l " +
       `${meta.udpLength} -b 0` +
       "` (unlimited send rate), datagrams received per second and loss as counted by the iperf3 server.",
@@ -116,6 +148,7 @@ export function render(res: BenchResults): string {
   );
 
   out.push("### Throughput, latency, frame rate", "");
+  const vxlanTcp = tcpSpread(byId("vxlan"));
   const rows = res.paths.map((p) => {
     const retr = spread(p.tcp.map((r) => r.retransmits));
     const pps = spread(p.udp.map((r) => r.rxPps / 1000));
@@ -124,6 +157,7 @@ export function render(res: BenchResults): string {
       p.path.label,
       String(p.path.mtu),
       fmtSpread(tcpSpread(p), 0),
+      ratio(tcpSpread(p), vxlanTcp),
       fmtSpread(retr, 0),
       pingCell(p.pingSlow),
       pingCell(p.pingFast),
@@ -137,6 +171,7 @@ export function render(res: BenchResults): string {
         "Path",
         "MTU",
         "TCP Mbit/s median (min–max)",
+        "TCP vs kernel VXLAN",
         "TCP retransmits",
         "RTT ms avg / min at 5/s (-i 0.2 -c 25)",
         "RTT ms avg / min at 500/s (-i 0.002 -c 500)",
@@ -148,21 +183,45 @@ export function render(res: BenchResults): string {
     "",
   );
 
-  const w = tcpSpread(byId("weft"));
-  const wPps = spread(byId("weft")?.udp.map((r) => r.rxPps) ?? []);
-  out.push(
-    `**weft TCP throughput: ${ratio(w, tcpSpread(byId("vxlan")))} of kernel VXLAN, ${ratio(w, tcpSpread(byId("veth")))} of raw veth** (medians, same run). ` +
-      `UDP ${meta.udpLength} B frame rate: ${ratio(wPps, spread(byId("vxlan")?.udp.map((r) => r.rxPps) ?? []))} of kernel VXLAN, ` +
-      `${ratio(wPps, spread(byId("veth")?.udp.map((r) => r.rxPps) ?? []))} of raw veth.`,
-    "",
-  );
+  const pps = (p: PathResult | undefined) => spread(p?.udp.map((r) => r.rxPps) ?? []);
+  const weftPaths = res.paths.filter((p) => p.path.weft);
+  for (const p of weftPaths) {
+    const w = tcpSpread(p);
+    out.push(
+      `- **${p.path.label}: TCP throughput ${ratio(w, vxlanTcp)} of kernel VXLAN**, ${ratio(w, tcpSpread(byId("veth")))} of raw veth; ` +
+        `UDP ${meta.udpLength} B frame rate ${ratio(pps(p), pps(byId("vxlan")))} of kernel VXLAN, ${ratio(pps(p), pps(byId("veth")))} of raw veth.`,
+    );
+  }
+  const plain = byId("weft");
+  const encrypted = weftPaths.filter((p) => p.path.weft?.spec.crypto);
+  if (plain && encrypted.length > 0)
+    out.push(
+      `- Encryption: ${encrypted.map((p) => `${p.path.label} ${ratio(tcpSpread(p), tcpSpread(plain))} of plain weft's TCP throughput, ${ratio(pps(p), pps(plain))} of its UDP frame rate`).join("; ")}.`,
+    );
+  if (weftPaths.length > 0) out.push("", "Ratios of medians from the same run.", "");
 
-  const weft = byId("weft");
-  if (weft && (weft.tcp.length > 0 || weft.udp.length > 0)) {
+  const procPaths = weftPaths.filter((p) => p.tcp.length > 0 || p.udp.length > 0);
+  if (procPaths.length > 0) {
     out.push("### weft processes", "");
-    const tcpProcs = processRows(weft.tcp);
-    const udpProcs = processRows(weft.udp);
-    const labels = [...new Set([...tcpProcs.keys(), ...udpProcs.keys()])];
+    const rows: string[][] = [];
+    for (const p of procPaths) {
+      const tcpProcs = processRows(p.tcp);
+      const udpProcs = processRows(p.udp);
+      const labels = [...new Set([...tcpProcs.keys(), ...udpProcs.keys()])];
+      for (const label of labels) {
+        const mem = res.weftMemory.find((m) => m.label === label);
+        const t = tcpProcs.get(label);
+        const u = udpProcs.get(label);
+        rows.push([
+          label,
+          fmtSpread(t?.cpu, 0),
+          fmtSpread(u?.cpu, 0),
+          mib(mem?.idleRssKiB),
+          mib(Math.max(t?.peakKiB ?? 0, u?.peakKiB ?? 0)),
+          mib(mem?.hwmKiB),
+        ]);
+      }
+    }
     out.push(
       table(
         [
@@ -173,22 +232,10 @@ export function render(res: BenchResults): string {
           "RSS peak under load MiB",
           "VmHWM MiB",
         ],
-        labels.map((label) => {
-          const mem = res.weftMemory.find((m) => m.label === label);
-          const t = tcpProcs.get(label);
-          const u = udpProcs.get(label);
-          return [
-            label,
-            fmtSpread(t?.cpu, 0),
-            fmtSpread(u?.cpu, 0),
-            mib(mem?.idleRssKiB),
-            mib(Math.max(t?.peakKiB ?? 0, u?.peakKiB ?? 0)),
-            mib(mem?.hwmKiB),
-          ];
-        }),
+        rows,
       ),
       "",
-      "CPU % is (utime + stime) of the whole process (all threads) over the wall time of the iperf3 run, from `/proc/PID/stat`; RSS is `VmRSS` sampled every 200 ms, `VmHWM` read at the end of the bench.",
+      "Each weft pair is sampled only while its own path is measured. CPU % is (utime + stime) of the whole process (all threads) over the wall time of the iperf3 run, from `/proc/PID/stat`; RSS is `VmRSS` sampled every 200 ms, `VmHWM` read at the end of the bench.",
       "",
     );
   }
@@ -237,7 +284,8 @@ const DEFAULT_INTRO = `# Performance
 How fast weft moves frames compared with the kernel's own paths on the same machine. The numbers
 below are produced by the benchmark (\`npm run bench\`, see \`bench/\`), which builds two host
 network namespaces joined by a bridge and measures, in one run, a raw veth path, a kernel VXLAN
-overlay and weft's sleeve overlay between them. Run it as root on an otherwise idle machine;
+overlay and weft's sleeve overlay (plain, and encrypted on sodium-native and on tweetnacl) between
+them. Run it as root on an otherwise idle machine;
 \`--runs N\` (default 3) and \`--seconds S\` (default 10) control the length, and \`--write-doc\`
 rewrites the section below the marker.
 

@@ -1,5 +1,6 @@
-// weft benchmark: raw veth vs kernel VXLAN vs weft sleeve between the same two namespaces.
-//   npm run bench [-- --runs 3 --seconds 10 --udp-seconds 5 --write-doc]
+// weft benchmark: raw veth vs kernel VXLAN vs weft sleeve (plain, and encrypted on sodium-native
+// and on tweetnacl) between the same two namespaces.
+//   npm run bench [-- --runs 3 --seconds 10 --udp-seconds 5 --paths veth,vxlan,weft --write-doc]
 // Needs root, iperf3, ping and ip. Creates only namespaces with a unique prefix (via the e2e
 // harness) and addresses in 198.18.0.0/15; everything it starts is stopped by PID, and the
 // namespaces are deleted, also on failure and on SIGINT/SIGTERM.
@@ -30,12 +31,16 @@ import {
 } from "./report.js";
 import {
   addHosts,
+  PATH_IDS,
   setupVeth,
   setupVxlan,
   setupWeft,
   VXLAN_DEV,
+  WEFT_SPECS,
   type BenchPath,
+  type PathId,
   type Topology,
+  type WeftPair,
 } from "./topology.js";
 
 interface Options {
@@ -43,15 +48,31 @@ interface Options {
   seconds: number;
   udpSeconds: number;
   udpLength: number;
+  paths: PathId[];
   writeDoc: boolean;
 }
 
-const USAGE = `usage: npm run bench -- [--runs N] [--seconds S] [--udp-seconds S] [--udp-length B] [--write-doc]
+const USAGE = `usage: npm run bench -- [--runs N] [--seconds S] [--udp-seconds S] [--udp-length B] [--paths LIST] [--write-doc]
   --runs N         iperf3 runs per path and test; the median is reported (default 3)
   --seconds S      length of each TCP run (default 10)
   --udp-seconds S  length of each UDP run (default: min(5, --seconds))
   --udp-length B   UDP datagram payload size (default 64)
+  --paths LIST     comma-separated paths to measure (default all: ${PATH_IDS.join(",")})
   --write-doc      write the results to docs/performance.md (below its marker line)`;
+
+function parsePaths(v: string | undefined): PathId[] {
+  if (v === undefined) return [...PATH_IDS];
+  const ids = v
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  for (const id of ids)
+    if (!(PATH_IDS as readonly string[]).includes(id))
+      throw new Error(`--paths: unknown path ${id} (known: ${PATH_IDS.join(", ")})`);
+  if (ids.length === 0) throw new Error("--paths: no path given");
+  // Measured in the fixed order, whatever the order given.
+  return PATH_IDS.filter((id) => ids.includes(id));
+}
 
 function positiveInt(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
@@ -68,6 +89,7 @@ function parseOptions(argv: string[]): Options {
       seconds: { type: "string" },
       "udp-seconds": { type: "string" },
       "udp-length": { type: "string" },
+      paths: { type: "string" },
       "write-doc": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -83,6 +105,7 @@ function parseOptions(argv: string[]): Options {
     seconds,
     udpSeconds: positiveInt("udp-seconds", values["udp-seconds"], Math.min(5, seconds)),
     udpLength: positiveInt("udp-length", values["udp-length"], 64),
+    paths: parsePaths(values.paths),
     writeDoc: values["write-doc"] ?? false,
   };
 }
@@ -121,6 +144,7 @@ async function collectMeta(opts: Options, argv: readonly string[]): Promise<Meta
     seconds: opts.seconds,
     udpSeconds: opts.udpSeconds,
     udpLength: opts.udpLength,
+    paths: opts.paths,
   };
 }
 
@@ -146,19 +170,33 @@ type Snapshot = Map<string, Record<string, number>>;
  */
 async function snapshot(lab: Lab, path: BenchPath, topo: Topology): Promise<Snapshot> {
   const s: Snapshot = new Map();
-  if (path.id !== "weft") {
+  const pair = path.weft;
+  if (!pair) {
     s.set(`${topo.h2.short} UDP`, await udpSnmp(lab, topo.h2.ns));
     if (path.id === "vxlan") s.set(`h2 ${VXLAN_DEV}`, await linkStats(lab, topo.h2.ns, VXLAN_DEV));
     return s;
   }
-  const [w1, w2] = topo.weft;
-  if (topo.e1) s.set("e1 wt0", await linkStats(lab, topo.e1.ns, "wt0"));
-  if (w1) s.set(w1.label, await w1.node.counters());
-  s.set("h2 UDP (sleeve socket)", await udpSnmp(lab, topo.h2.ns));
-  if (w2) s.set(w2.label, await w2.node.counters());
-  if (topo.e2) s.set("e2 wt0", await linkStats(lab, topo.e2.ns, "wt0"));
-  if (topo.e2) s.set("e2 UDP", await udpSnmp(lab, topo.e2.ns));
+  const k = keys(pair);
+  const [w1, w2] = pair.procs;
+  s.set(k.e1Tap, await linkStats(lab, pair.e1.ns, pair.e1.dev));
+  s.set(w1.label, await w1.node.counters());
+  s.set(k.sleeveUdp, await udpSnmp(lab, topo.h2.ns));
+  s.set(w2.label, await w2.node.counters());
+  s.set(k.e2Tap, await linkStats(lab, pair.e2.ns, pair.e2.dev));
+  s.set(k.e2Udp, await udpSnmp(lab, pair.e2.ns));
   return s;
+}
+
+/** Snapshot names of a weft pair's counters. */
+function keys(pair: WeftPair) {
+  return {
+    e1Tap: `${pair.e1.short} ${pair.e1.dev}`,
+    w1: pair.procs[0].label,
+    sleeveUdp: `h2 UDP (${pair.procs[1].label} sleeve socket, port ${pair.spec.port ?? 6783})`,
+    w2: pair.procs[1].label,
+    e2Tap: `${pair.e2.short} ${pair.e2.dev}`,
+    e2Udp: `${pair.e2.short} UDP`,
+  };
 }
 
 /** Adds the deltas after − before into `acc`. */
@@ -195,13 +233,20 @@ function lossBreakdown(path: BenchPath, runs: readonly UdpRun[], acc: Snapshot):
   const lost = runs.reduce((n, r) => n + r.lost, 0);
   const get = (name: string, key: string) => acc.get(name)?.[key] ?? 0;
   const items: string[] = [];
-  if (path.id === "weft") {
+  if (path.weft) {
+    const k = keys(path.weft);
+    const [e1, e2] = [path.weft.e1.short, path.weft.e2.short];
+    const rejected = get(k.w2, "sleeve_rx_decrypt_failed") + get(k.w2, "sleeve_rx_replayed");
     items.push(
-      `${get("e1 wt0", "tx_dropped")} by the kernel at e1's TAP (weft h1 not reading fast enough)`,
-      `${get("weft h1", "sleeve_tx_dropped") + get("weft h1", "switch_dropped_oversized")} by weft h1`,
-      `${get("weft h1", "sleeve_tx_frames") - get("weft h2", "sleeve_rx_frames")} frames between the sleeves (h2 sleeve socket RcvbufErrors: ${get("h2 UDP (sleeve socket)", "RcvbufErrors")} packets)`,
-      `${get("weft h2", "tap_tx_dropped") + get("e2 wt0", "rx_dropped")} at e2's TAP`,
-      `${get("e2 UDP", "RcvbufErrors")} at the iperf3 server's socket (receive buffer full)`,
+      `${get(k.e1Tap, "tx_dropped")} by the kernel at ${e1}'s TAP (${k.w1} not reading fast enough)`,
+      `${get(k.w1, "sleeve_tx_dropped") + get(k.w1, "switch_dropped_oversized")} by ${k.w1}`,
+      `${get(k.w1, "sleeve_tx_frames") - get(k.w2, "sleeve_rx_frames")} frames between the sleeves (h2 sleeve socket RcvbufErrors: ${get(k.sleeveUdp, "RcvbufErrors")} packets` +
+        (path.weft.spec.crypto
+          ? `; packets rejected by ${k.w2} as forged or replayed: ${rejected}`
+          : "") +
+        ")",
+      `${get(k.w2, "tap_tx_dropped") + get(k.e2Tap, "rx_dropped")} at ${e2}'s TAP`,
+      `${get(k.e2Udp, "RcvbufErrors")} at the iperf3 server's socket (receive buffer full)`,
     );
   } else {
     if (path.id === "vxlan")
@@ -231,13 +276,19 @@ async function bench(lab: Lab, opts: Options, meta: Meta): Promise<BenchResults>
 
   console.log(`lab ${lab.id}: logs in ${lab.dir}`);
   const hosts = await addHosts(lab);
-  const topo: Topology = { ...hosts, weft: [] };
+  const topo: Topology = hosts;
   const paths: BenchPath[] = [];
-  for (const [what, setup] of [
-    ["set up raw veth path", () => setupVeth(topo.h1, topo.h2)],
-    ["set up kernel VXLAN path", () => setupVxlan(lab, topo.h1, topo.h2)],
-    ["set up weft path", () => setupWeft(lab, topo)],
-  ] as const) {
+  const setups: [PathId, string, () => Promise<BenchPath>][] = [
+    ["veth", "set up raw veth path", () => setupVeth(topo.h1, topo.h2)],
+    ["vxlan", "set up kernel VXLAN path", () => setupVxlan(lab, topo.h1, topo.h2)],
+    ...WEFT_SPECS.map((spec): [PathId, string, () => Promise<BenchPath>] => [
+      spec.id,
+      `set up ${spec.label} path`,
+      () => setupWeft(lab, topo, spec),
+    ]),
+  ];
+  for (const [id, what, setup] of setups) {
+    if (!opts.paths.includes(id)) continue;
     const p = await step(what, setup);
     if (p) {
       paths.push(p);
@@ -245,9 +296,10 @@ async function bench(lab: Lab, opts: Options, meta: Meta): Promise<BenchResults>
     }
   }
   if (paths.length === 0) return res;
+  const weftProcs = paths.flatMap((p) => p.weft?.procs ?? []);
   const watch = (p: BenchPath): WatchedProcess[] =>
-    p.id === "weft" ? topo.weft.map((w) => ({ label: w.label, pid: w.pid })) : [];
-  const weftMem = () => topo.weft.map((w) => ({ label: w.label, mem: readPidMemory(w.pid) }));
+    p.weft?.procs.map((w) => ({ label: w.label, pid: w.pid })) ?? [];
+  const weftMem = () => weftProcs.map((w) => ({ label: w.label, mem: readPidMemory(w.pid) }));
 
   console.log("warming up (1 s of TCP per path)…");
   for (const p of paths)
@@ -317,7 +369,7 @@ async function bench(lab: Lab, opts: Options, meta: Meta): Promise<BenchResults>
     const entry = weftMemory.find((w) => w.label === m.label);
     if (entry) entry.hwmKiB = m.mem?.hwmKiB;
   }
-  for (const w of paths.some((p) => p.id === "weft") ? topo.weft : []) {
+  for (const w of weftProcs) {
     if (!w.node.proc?.running) {
       failures.push(`${w.label} is not running at the end (${w.node.proc?.describeExit()})`);
       console.error(w.node.proc?.tail(30) ?? "");

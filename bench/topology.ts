@@ -1,8 +1,15 @@
 // The benchmark topology, built with the e2e harness: two host namespaces h1, h2 on the lab's
-// bridge (underlay 198.18.0.1/.2, MTU 1500), and three paths between them:
-//   veth   h1 → h2 directly over the underlay (veth – bridge – veth)
-//   vxlan  a kernel VXLAN device in each host namespace (198.19.42.1/.2)
-//   weft   weft in each host namespace, endpoint namespaces e1/e2 on persistent TAPs (198.19.0.1/.2)
+// bridge (underlay 198.18.0.1/.2, MTU 1500), and up to five paths between them:
+//   veth            h1 → h2 directly over the underlay (veth – bridge – veth)
+//   vxlan           a kernel VXLAN device in each host namespace (198.19.42.1/.2)
+//   weft            a weft pair in h1/h2, endpoint namespaces e1/e2 on persistent TAPs (198.19.0.1/.2)
+//   weft-enc        a second, encrypted weft pair (sodium-native), e3/e4 (198.19.1.1/.2)
+//   weft-tweetnacl  a third, encrypted weft pair (tweetnacl), e5/e6 (198.19.2.1/.2)
+// The weft pairs run side by side in h1/h2 on their own TCP/UDP and status ports.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   launchWeft,
   waitForPing,
@@ -21,7 +28,73 @@ export const VXLAN_ID = 42;
 export const VXLAN_PORT = 4789;
 export const VXLAN_DEV = "vx42";
 
-export type PathId = "veth" | "vxlan" | "weft";
+export const PATH_IDS = ["veth", "vxlan", "weft", "weft-enc", "weft-tweetnacl"] as const;
+export type PathId = (typeof PATH_IDS)[number];
+export type WeftPathId = Extract<PathId, `weft${string}`>;
+
+/** One weft pair: how it is launched and where its endpoints live. */
+export interface WeftSpec {
+  id: WeftPathId;
+  label: string;
+  /** Prefix of its process labels, e.g. "weft enc" → "weft enc h1". */
+  tag: string;
+  /** Endpoint namespaces (client side in h1, server side in h2). */
+  endpoints: readonly [string, string];
+  /** Third octet of the endpoint addresses 198.19.N.1/.2. */
+  subnet: number;
+  /** TCP and UDP sleeve port; undefined: weft's default (6783). */
+  port?: number;
+  /** Status port on 127.0.0.1; undefined: weft's default (6782). */
+  statusPort?: number;
+  /** Router API port on 127.0.0.1; undefined: weft's default (6784). */
+  httpPort?: number;
+  /** Encrypted with this secretbox backend; undefined: no password. */
+  crypto?: "sodium" | "tweetnacl";
+  tcpPort: number;
+  udpPort: number;
+}
+
+export const WEFT_SPECS: readonly WeftSpec[] = [
+  {
+    id: "weft",
+    label: "weft sleeve",
+    tag: "weft",
+    endpoints: ["e1", "e2"],
+    subnet: 0,
+    tcpPort: 5303,
+    udpPort: 5313,
+  },
+  {
+    id: "weft-enc",
+    label: "weft sleeve, encrypted (sodium)",
+    tag: "weft enc",
+    endpoints: ["e3", "e4"],
+    subnet: 1,
+    port: 6790,
+    statusPort: 6792,
+    httpPort: 6791,
+    crypto: "sodium",
+    tcpPort: 5304,
+    udpPort: 5314,
+  },
+  {
+    id: "weft-tweetnacl",
+    label: "weft sleeve, encrypted (tweetnacl)",
+    tag: "weft tweetnacl",
+    endpoints: ["e5", "e6"],
+    subnet: 2,
+    port: 6800,
+    statusPort: 6802,
+    httpPort: 6801,
+    crypto: "tweetnacl",
+    tcpPort: 5305,
+    udpPort: 5315,
+  },
+];
+
+export function isWeftPath(id: PathId): id is WeftPathId {
+  return id.startsWith("weft");
+}
 
 export interface BenchPath {
   id: PathId;
@@ -33,6 +106,17 @@ export interface BenchPath {
   /** Fixed iperf3 server ports per test. */
   tcpPort: number;
   udpPort: number;
+  /** The weft pair carrying this path (weft paths only). */
+  weft?: WeftPair;
+}
+
+export interface WeftPair {
+  spec: WeftSpec;
+  /** Client-side (in h1) and server-side (in h2) endpoint. */
+  e1: Endpoint;
+  e2: Endpoint;
+  /** The weft processes in h1 and h2, in that order. */
+  procs: [WeftProc, WeftProc];
 }
 
 export interface WeftProc {
@@ -45,9 +129,6 @@ export interface WeftProc {
 export interface Topology {
   h1: Host;
   h2: Host;
-  e1?: Endpoint;
-  e2?: Endpoint;
-  weft: WeftProc[];
 }
 
 export async function addHosts(lab: Lab): Promise<{ h1: Host; h2: Host }> {
@@ -128,31 +209,93 @@ export async function setupVxlan(lab: Lab, h1: Host, h2: Host): Promise<BenchPat
   };
 }
 
-export async function setupWeft(lab: Lab, topo: Topology): Promise<BenchPath> {
+/**
+ * A password file for the encrypted pairs, in a private temp directory that the lab's cleanup
+ * deletes (also at exit on failure). Made once per lab.
+ */
+const passwordFiles = new WeakMap<Lab, string>();
+function passwordFile(lab: Lab): string {
+  let file = passwordFiles.get(lab);
+  if (file) return file;
+  const dir = mkdtempSync(join(tmpdir(), `weft-bench-${lab.id}-pw-`));
+  lab.onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  file = join(dir, "password");
+  writeFileSync(file, `${randomBytes(24).toString("base64")}\n`, { mode: 0o600 });
+  passwordFiles.set(lab, file);
+  return file;
+}
+
+/** The `backend` of weft's "encryption enabled" log line, or undefined when there is none. */
+function loggedBackend(node: WeftNode): string | undefined {
+  const file = node.proc?.logFile;
+  if (!file) return undefined;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line.includes("encryption enabled")) continue;
+    try {
+      const rec = JSON.parse(line) as { msg?: string; backend?: string };
+      if (rec.msg === "encryption enabled") return rec.backend;
+    } catch {
+      // not a log record
+    }
+  }
+  return undefined;
+}
+
+/** Starts one weft pair in h1/h2 with its endpoints; returns once it is meshed and pingable. */
+export async function setupWeft(lab: Lab, topo: Topology, spec: WeftSpec): Promise<BenchPath> {
   const { h1, h2 } = topo;
-  const e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24", mtu: WEFT_MTU });
-  const e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24", mtu: WEFT_MTU });
-  topo.e1 = e1;
-  topo.e2 = e2;
-  const w1 = launchWeft(lab, h1, { taps: [e1.tapArg], mtu: WEFT_MTU, peers: [h2.ip] });
-  const w2 = launchWeft(lab, h2, { taps: [e2.tapArg], mtu: WEFT_MTU, peers: [h1.ip] });
-  topo.weft = [w1, w2].map((node, i) => ({
-    label: `weft h${i + 1}`,
-    node,
-    pid: findProcess(node.pid, "node") ?? node.pid,
-  }));
-  await waitMesh([w1, w2], 30_000);
-  await waitForPing(e1.ns, e2.ip, 15_000);
-  // The launcher may have been a wrapper when first looked at; look again now that it runs.
-  for (const w of topo.weft) w.pid = findProcess(w.node.pid, "node") ?? w.node.pid;
-  return {
-    id: "weft",
-    label: "weft sleeve",
+  const [s1, s2] = spec.endpoints;
+  const e1 = await lab.addEndpoint(s1, { cidr: `198.19.${spec.subnet}.1/24`, mtu: WEFT_MTU });
+  const e2 = await lab.addEndpoint(s2, { cidr: `198.19.${spec.subnet}.2/24`, mtu: WEFT_MTU });
+  const extraArgs = [
+    ...(spec.httpPort !== undefined ? ["--http-addr", `127.0.0.1:${spec.httpPort}`] : []),
+    ...(spec.crypto ? ["--password-file", passwordFile(lab), "--crypto-backend", spec.crypto] : []),
+  ];
+  const peer = (h: Host) => (spec.port === undefined ? h.ip : `${h.ip}:${spec.port}`);
+  const launch = (self: Host, other: Host, ep: Endpoint) =>
+    launchWeft(lab, self, {
+      // Distinct peer names per pair, so that no two meshes could ever be confused.
+      name: `02:77:66:${spec.subnet.toString(16).padStart(2, "0")}:00:${self.index.toString(16).padStart(2, "0")}`,
+      taps: [ep.tapArg],
+      mtu: WEFT_MTU,
+      peers: [peer(other)],
+      ...(spec.port !== undefined && { port: spec.port }),
+      ...(spec.statusPort !== undefined && { statusAddr: `127.0.0.1:${spec.statusPort}` }),
+      extraArgs,
+    });
+  const w1 = launch(h1, h2, e1);
+  const w2 = launch(h2, h1, e2);
+  const procs: [WeftProc, WeftProc] = [
+    { label: `${spec.tag} h1`, node: w1, pid: w1.pid },
+    { label: `${spec.tag} h2`, node: w2, pid: w2.pid },
+  ];
+  const path: BenchPath = {
+    id: spec.id,
+    label: spec.label,
     mtu: WEFT_MTU,
     clientNs: e1.ns,
     serverNs: e2.ns,
     serverIp: e2.ip,
-    tcpPort: 5303,
-    udpPort: 5313,
+    tcpPort: spec.tcpPort,
+    udpPort: spec.udpPort,
+    weft: { spec, e1, e2, procs },
   };
+  await waitMesh([w1, w2], 30_000);
+  await waitForPing(e1.ns, e2.ip, 15_000);
+  // The launcher may have been a wrapper when first looked at; look again now that it runs.
+  for (const w of procs) w.pid = findProcess(w.node.pid, "node") ?? w.node.pid;
+  // Make sure the pair runs as described (e.g. no WEFT_PASSWORD from the environment).
+  for (const w of procs) {
+    const encrypted = (await w.node.report()).Router?.Encryption === true;
+    if (encrypted !== (spec.crypto !== undefined))
+      throw new Error(
+        `${w.label}: encryption is ${encrypted ? "on" : "off"}, expected the opposite`,
+      );
+    const backend = loggedBackend(w.node);
+    if (spec.crypto && backend !== spec.crypto)
+      throw new Error(
+        `${w.label}: crypto backend ${backend ?? "unknown"}, expected ${spec.crypto}`,
+      );
+  }
+  return path;
 }
