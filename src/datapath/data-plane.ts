@@ -43,7 +43,8 @@ export class DataPlane implements RecordSink, FramePortSink {
   readonly arena: PacketArena;
   private readonly overlay: SleeveOverlay;
   private readonly receiver: SleeveReceiver;
-  private readonly knownPeers = new Set<PeerName>();
+  /** Which peers records may name: set by the control plane from its peer table. */
+  private knownPeer: (peer: PeerName) => boolean;
   private readonly sweepTimer: NodeJS.Timeout;
 
   constructor(private readonly opts: DataPlaneOptions) {
@@ -65,7 +66,7 @@ export class DataPlane implements RecordSink, FramePortSink {
       counters,
       new RateLimitedLog(log.child({ component: "sleeve" }), "warn"),
     );
-    this.knownPeers.add(self);
+    this.knownPeer = (peer) => peer === self || this.overlay.forwarders.has(peer);
     this.sweepTimer = setInterval(() => this.switch.sweep(Date.now()), 60_000);
     this.sweepTimer.unref();
   }
@@ -122,14 +123,17 @@ export class DataPlane implements RecordSink, FramePortSink {
 
   addForwarder(forwarder: SleeveForwarder): void {
     this.overlay.forwarders.set(forwarder.remote, forwarder);
-    this.knownPeers.add(forwarder.remote);
   }
 
   removeForwarder(forwarder: SleeveForwarder): void {
     if (this.overlay.forwarders.get(forwarder.remote) !== forwarder) return;
     this.overlay.forwarders.delete(forwarder.remote);
-    this.knownPeers.delete(forwarder.remote);
+
     this.switch.forgetPeer(forwarder.remote);
+  }
+
+  setPeerDirectory(knownPeer: (peer: PeerName) => boolean): void {
+    this.knownPeer = knownPeer;
   }
 
   setTopology(topology: TopologyView): void {
@@ -141,7 +145,7 @@ export class DataPlane implements RecordSink, FramePortSink {
   }
 
   isKnownPeer(peer: PeerName): boolean {
-    return this.knownPeers.has(peer);
+    return this.knownPeer(peer);
   }
 
   deliver(src: PeerName, buf: Buffer, offset: number, length: number, now: number): void {

@@ -26,6 +26,8 @@ export interface Target {
   timer: NodeJS.Timeout | undefined;
   /** Set by forget: a connection that ends is not redialled. */
   forgotten: boolean;
+  /** Learnt from topology gossip (peer discovery) rather than given by the user. */
+  discovered: boolean;
 }
 
 export interface ConnectionMakerOptions {
@@ -45,26 +47,51 @@ export class ConnectionMaker {
 
   constructor(private readonly opts: ConnectionMakerOptions) {}
 
-  add(host: string, port: number, portGiven = true): Target {
+  add(
+    host: string,
+    port: number,
+    portGiven = true,
+    learnt: { discovered: boolean; peer: number } | undefined = undefined,
+  ): Target {
     const address = `${host}:${port}`;
     const existing = this.targets.get(address);
-    if (existing) return existing;
+    if (existing) {
+      if (learnt === undefined) existing.discovered = false; // the user asked for it too
+      return existing;
+    }
     const target: Target = {
       address,
       host,
       port,
       portGiven,
-      peer: undefined,
+      peer: learnt?.peer,
       state: "connecting",
       lastError: undefined,
       retryAt: undefined,
       interval: INITIAL_INTERVAL_MS,
       timer: undefined,
       forgotten: false,
+      discovered: learnt?.discovered ?? false,
     };
     this.targets.set(address, target);
     this.attempt(target);
     return target;
+  }
+
+  /**
+   * Replaces the discovered targets: new addresses are dialled (the peer behind each is known
+   * from topology), and discovered ones no longer reported are dropped. Targets the user gave
+   * are never touched.
+   */
+  setDiscovered(found: readonly { peer: number; host: string; port: number }[]): void {
+    const wanted = new Set(found.map((f) => `${f.host}:${f.port}`));
+    for (const target of [...this.targets.values()]) {
+      if (target.discovered && !wanted.has(target.address)) this.forget(target.address);
+    }
+    for (const f of found) {
+      if (this.targets.has(`${f.host}:${f.port}`)) continue;
+      this.add(f.host, f.port, true, { discovered: true, peer: f.peer });
+    }
   }
 
   /** Stops dialling `address`; a live connection to it stays up (as `weave forget`). */

@@ -39,6 +39,8 @@ export interface ConnectionOwner {
   /** A control message other than the heartbeat. */
   message(conn: MeshConnection, tag: number, body: Buffer): void;
   closed(conn: MeshConnection, reason: string): void;
+  /** The socket's send buffer emptied after being full. */
+  drained(conn: MeshConnection): void;
 }
 
 /** What encrypted connections need: the password, and the crypto backends to use. */
@@ -102,6 +104,7 @@ export class MeshConnection {
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", (err) => this.close(`connection error: ${err.message}`));
     socket.on("close", () => this.close("connection closed by peer"));
+    socket.on("drain", () => this.opts.owner.drained(this));
     this.armReadTimeout(HEADER_TIMEOUT_MS, "no protocol header from peer within 10s");
     // Header and encryption flag (with a fresh public key) go out at once; the features follow
     // once the peer's flag is in, since with a password they are already sealed (spec 1.2).
@@ -118,6 +121,11 @@ export class MeshConnection {
         ]),
       );
     }
+  }
+
+  /** The socket's send buffer is full: gossip should queue and coalesce. */
+  get backedUp(): boolean {
+    return this.opts.socket.writableNeedDrain;
   }
 
   isClosed(): boolean {

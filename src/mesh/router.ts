@@ -18,6 +18,8 @@ import {
 } from "../crypto/sleeve-cipher.js";
 import { ConnectionMaker, type Target } from "./connection-maker.js";
 import { TokenBucket } from "./accept-limiter.js";
+import type { GossipTransport } from "./gossip.js";
+import { Mesh } from "./mesh.js";
 
 export const DEFAULT_CONN_LIMIT = 200;
 
@@ -43,6 +45,8 @@ export interface RouterOptions {
   mtu: number;
   /** The kernel's route MTU towards an IPv4 address (undefined: unknown). */
   pathMtu?: (ip: string) => number;
+  /** Dial peers that others report (Weave's peer discovery); default on. */
+  discovery?: boolean;
 }
 
 /** Underlay bytes a frame costs beyond its IP packet (spec 3.7): 62 plain, 86 sealed. */
@@ -69,7 +73,7 @@ interface Link {
  * The control plane of one peer: accepts and dials TCP connections, runs their handshakes,
  * gives each established peer a sleeve forwarder, and keeps the data plane's routes current.
  */
-export class Router {
+export class Router implements GossipTransport {
   readonly identity: Identity;
   private readonly links = new Map<MeshConnection, Link>();
   private readonly byPeer = new Map<PeerName, MeshConnection>();
@@ -77,6 +81,7 @@ export class Router {
   private readonly acceptBucket = new TokenBucket();
   private server: net.Server | undefined;
   private readonly log: Logger;
+  readonly mesh: Mesh;
 
   constructor(private readonly opts: RouterOptions) {
     this.identity = opts.identity;
@@ -85,6 +90,29 @@ export class Router {
       dial: (target) => this.dial(target),
       satisfiedByExisting: (target) => this.adoptTarget(target),
     });
+    const dataPlane = opts.dataPlane;
+    this.mesh = new Mesh({
+      self: opts.identity,
+      transport: this,
+      counters: opts.counters,
+      log: opts.log,
+      defaultPort: opts.port,
+      hooks: {
+        dataTopologyChanged: (view) => dataPlane.setTopology(view),
+        peersRemoved: (names) => {
+          for (const name of names) dataPlane.switch.forgetPeer(name);
+        },
+        discovered: (found) => {
+          if (opts.discovery !== false) this.maker.setDiscovered(found);
+        },
+      },
+    });
+    dataPlane.setPeerDirectory((peer) => this.mesh.peers.has(peer));
+  }
+
+  /** True when peers that others report are dialled. */
+  get discovery(): boolean {
+    return this.opts.discovery !== false;
   }
 
   /** True when this router has a password: every connection is encrypted. */
@@ -103,7 +131,7 @@ export class Router {
     });
     server.on("error", (err) => this.log.error("listener error", { error: err.message }));
     this.server = server;
-    this.refreshTopology();
+    this.mesh.start();
   }
 
   /** Dials HOST:PORT and keeps redialling; see `adoptTarget` for when it is not needed. */
@@ -134,6 +162,7 @@ export class Router {
 
   async stop(): Promise<void> {
     this.maker.stop();
+    this.mesh.stop();
     for (const conn of [...this.links.keys()]) conn.close("shutting down");
     await new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
@@ -180,12 +209,12 @@ export class Router {
   }
 
   private localIntro(): PeerIntro {
-    const { name, nickname, uid, shortId } = this.identity;
+    const { name, nickname, uid } = this.identity;
     return {
       name,
       nickname,
       uid,
-      shortId,
+      shortId: this.mesh.shortId,
       connId: randomBytes(8).readBigUInt64BE(0),
       trusted: false,
     };
@@ -237,6 +266,13 @@ export class Router {
       existing.close("replaced by a duplicate connection with a smaller UID");
     }
     this.byPeer.set(remote.name, conn);
+    this.mesh.connectionAdded(remote, {
+      name: remote.name,
+      // As this peer sees it: the dialled address if outbound (spec 2.5.1).
+      remoteTcpAddr: conn.remoteAddress,
+      outbound: conn.outbound,
+      established: false,
+    });
     link.forwarder = this.makeForwarder(conn);
     this.opts.dataPlane.addForwarder(link.forwarder);
     link.forwarder.start();
@@ -253,6 +289,11 @@ export class Router {
       case ProtocolTag.FragmentationReceived:
       case ProtocolTag.PMTUVerified:
         // We do not run fragmentation or MTU tests (Node cannot set DF): nothing to act on.
+        break;
+      case ProtocolTag.Gossip:
+      case ProtocolTag.GossipUnicast:
+      case ProtocolTag.GossipBroadcast:
+        this.mesh.handle(conn.remote!.name, tag, body);
         break;
       default:
         this.log.debug("ignoring control message", {
@@ -274,7 +315,7 @@ export class Router {
     }
     if (conn.remote && this.byPeer.get(conn.remote.name) === conn) {
       this.byPeer.delete(conn.remote.name);
-      this.refreshTopology();
+      this.mesh.connectionRemoved(conn.remote.name);
     }
     this.log.warn("connection closed", { peer: conn.remoteLabel(), reason });
     const isSelf = conn.remote?.name === this.identity.name;
@@ -320,7 +361,7 @@ export class Router {
         forwarderEstablished: () => {
           conn.markEstablished();
           this.log.info("connection established", { peer: conn.remoteLabel() });
-          this.refreshTopology();
+          this.mesh.connectionEstablished(remote.name);
         },
         forwarderFailed: (reason) => conn.close(reason),
       },
@@ -356,13 +397,23 @@ export class Router {
     return mtu;
   }
 
-  /** Data routes follow our established connections (gossiped topology comes with the mesh). */
-  private refreshTopology(): void {
-    const self = this.identity.name;
-    const neighbours = [...this.byPeer.entries()]
-      .filter(([, conn]) => conn.state === "established")
-      .map(([peer]) => peer);
-    this.opts.dataPlane.setTopology({ neighbours: (peer) => (peer === self ? neighbours : []) });
+  // GossipTransport: gossip goes over every live (introduced) connection.
+
+  send(neighbour: PeerName, tag: number, body: Uint8Array): void {
+    this.byPeer.get(neighbour)?.send(tag, body);
+  }
+
+  backedUp(neighbour: PeerName): boolean {
+    return this.byPeer.get(neighbour)?.backedUp ?? false;
+  }
+
+  connectedNeighbours(): PeerName[] {
+    return [...this.byPeer.keys()];
+  }
+
+  drained(conn: MeshConnection): void {
+    if (conn.remote && this.byPeer.get(conn.remote.name) === conn)
+      this.mesh.drained(conn.remote.name);
   }
 }
 

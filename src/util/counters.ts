@@ -51,6 +51,9 @@ export class Counters {
   /** Gossip messages sent. */
   gossip_tx_messages = 0;
 
+  /** Topology summaries or payloads refused (malformed, over the caps, impossible values). */
+  topology_rejected = 0;
+
   snapshot(): Record<string, number> {
     return Object.fromEntries(Object.entries(this)) as Record<string, number>;
   }

@@ -71,6 +71,10 @@ class FakeSocket extends EventEmitter {
 
 class Owner implements ConnectionOwner {
   introducedCalls = 0;
+  drainedCalls = 0;
+  drained(): void {
+    this.drainedCalls++;
+  }
   readonly messages: string[] = [];
   readonly reasons: string[] = [];
   introduced(): string | undefined {

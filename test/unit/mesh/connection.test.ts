@@ -171,6 +171,10 @@ class Wire {
 
 class Owner implements ConnectionOwner {
   introducedCalls = 0;
+  drainedCalls = 0;
+  drained(): void {
+    this.drainedCalls++;
+  }
   refuse: string | undefined;
   readonly messages: { tag: number; body: string }[] = [];
   readonly reasons: string[] = [];
