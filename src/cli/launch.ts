@@ -32,6 +32,8 @@ export interface LaunchConfig {
   /** Encrypt every connection with this password (raw bytes; empty means none, as Weave). */
   password?: Buffer;
   cryptoBackend?: CryptoBackend;
+  /** Dial peers that others report (default true). */
+  discovery?: boolean;
 }
 
 export type CryptoBackend = "auto" | BackendName;
@@ -143,6 +145,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
     const security = loadSecurity(config, log);
     router = new Router({
       mtu: config.mtu,
+      discovery: config.discovery !== false,
       ...(await routeMtuLookup(log)),
       identity,
       ...(security ? { security } : {}),

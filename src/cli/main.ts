@@ -49,6 +49,7 @@ interface LaunchFlags {
   httpAddr: string;
   logLevel: LogLevel;
   udpBackend: UdpBackend;
+  discovery: boolean;
   password?: string;
   passwordFile?: string;
   cryptoBackend: CryptoBackend;
@@ -59,6 +60,7 @@ const STATUS_PATHS: Record<string, string> = {
   connections: "/status/connections",
   peers: "/status/peers",
   targets: "/status/targets",
+  routes: "/status/routes",
   report: "/report",
 };
 
@@ -81,6 +83,7 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     httpAddr: parseHostPort("--http-addr", flags.httpAddr, 6784),
     peers: peerArgs.map((peer) => parseHostPort("PEER", peer, DEFAULT_PORT)),
     udpBackend: flags.udpBackend,
+    discovery: flags.discovery,
     cryptoBackend: flags.cryptoBackend,
     ...(flags.name !== undefined ? { name: flags.name } : {}),
     ...(flags.nickname !== undefined ? { nickname: flags.nickname } : {}),
@@ -107,7 +110,7 @@ async function runStatus(what: string | undefined, flags: { statusAddr: string }
   const path = STATUS_PATHS[what ?? ""];
   if (path === undefined) {
     throw new UsageError(
-      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, targets, report`,
+      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, targets, routes, report`,
     );
   }
   const addr = parseHostPort("--status-addr", flags.statusAddr, 6782);
@@ -223,6 +226,7 @@ export function buildProgram(): Command {
       ),
     )
     .addOption(new Option("--password-file <path>", "read the password from a file"))
+    .option("--no-discovery", "do not dial peers that other peers report")
     .addOption(
       new Option("--crypto-backend <backend>", "secretbox and X25519: sodium (native) or tweetnacl")
         .choices(["auto", "sodium", "tweetnacl"])

@@ -44,6 +44,13 @@ export interface RouterReport {
   TrustedSubnets: string[];
 }
 
+/** How data reaches a peer: directly, through a relay (Via), or not at all (Via null). */
+export interface RouteReport {
+  Peer: string;
+  Via: string | null;
+  Direct: boolean;
+}
+
 export interface NetworkReport {
   Name: string;
   VLAN: number;
@@ -58,6 +65,7 @@ export interface Report {
     MTU: number;
     Datapath: string;
     Networks: NetworkReport[];
+    Routes: RouteReport[];
     Counters: Record<string, number>;
   };
 }
@@ -127,6 +135,14 @@ function peerCounts(peers: readonly PeerReport[]): string {
   return parts.length === 0
     ? String(peers.length)
     : `${peers.length} (with ${parts.join(", ")} connections)`;
+}
+
+/** `weft status routes`: one line per peer, how data reaches it. */
+export function renderRoutes(report: Report): string {
+  return report.Weft.Routes.map((r) => {
+    const how = r.Via === null ? "unreachable" : r.Direct ? "direct" : `via ${r.Via}`;
+    return `${r.Peer.padEnd(40)} ${how}\n`;
+  }).join("");
 }
 
 export function renderStatus(report: Report): string {

@@ -3,7 +3,7 @@ import { formatPeerName } from "../wire/peer-name.js";
 import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION } from "../wire/protocol.js";
 import type { DataPlane } from "../datapath/data-plane.js";
 import type { Router } from "../mesh/router.js";
-import type { ConnectionReport, PeerReport, Report } from "./render.js";
+import type { ConnectionReport, PeerReport, Report, RouteReport } from "./render.js";
 
 export const WEFT_VERSION = "0.1.0";
 
@@ -17,25 +17,18 @@ export function buildReport(
 ): Report {
   const self = router.identity;
   const selfName = formatPeerName(self.name);
+  const table = router.mesh.peers;
+  const label = (name: number): string =>
+    `${formatPeerName(name)}(${table.get(name)?.nickname ?? ""})`;
   const connections: ConnectionReport[] = [];
-  const selfPeer: PeerReport = {
-    Name: selfName,
-    NickName: self.nickname,
-    UID: self.uid.toString(),
-    ShortID: self.shortId,
-    Version: 0,
-    Connections: [],
-  };
-  const peers: PeerReport[] = [selfPeer];
   for (const conn of router.connections()) {
     const remote = conn.remote;
     if (remote === undefined || conn.state === "closed" || conn.state === "handshake") continue;
     const forwarder = router.forwarderOf(conn);
-    const established = conn.state === "established";
     connections.push({
       Address: conn.remoteAddress,
       Outbound: conn.outbound,
-      State: established ? "established" : "pending",
+      State: conn.state === "established" ? "established" : "pending",
       Info: "",
       Attrs: forwarder
         ? { name: "sleeve", mtu: forwarder.mtu, ...(conn.encrypted ? { encrypted: true } : {}) }
@@ -43,22 +36,32 @@ export function buildReport(
       Name: formatPeerName(remote.name),
       NickName: remote.nickname,
     });
-    selfPeer.Connections.push({
-      Name: formatPeerName(remote.name),
-      NickName: remote.nickname,
-      Address: conn.remoteAddress,
-      Outbound: conn.outbound,
-      Established: established,
-    });
-    peers.push({
-      Name: formatPeerName(remote.name),
-      NickName: remote.nickname,
-      UID: remote.uid.toString(),
-      ShortID: remote.shortId ?? 0,
-      Version: 0,
-      Connections: [],
-    });
   }
+  const peers: PeerReport[] = table.list().map((peer) => ({
+    Name: formatPeerName(peer.name),
+    NickName: peer.nickname,
+    UID: peer.uid.toString(),
+    ShortID: peer.shortId,
+    Version: Number(peer.version),
+    Connections: peer.connections.map((c) => ({
+      Name: formatPeerName(c.name),
+      NickName: table.get(c.name)?.nickname ?? "",
+      Address: c.remoteTcpAddr,
+      Outbound: c.outbound,
+      Established: c.established,
+    })),
+  }));
+  const routes: RouteReport[] = table
+    .list()
+    .filter((peer) => peer.name !== self.name)
+    .map((peer) => {
+      const via = dataPlane.routes.unicastNextHop(peer.name);
+      return {
+        Peer: label(peer.name),
+        Via: via === undefined ? null : label(via),
+        Direct: via === peer.name,
+      };
+    });
   for (const target of router.targets()) {
     if (target.state === "connected") continue;
     const retry = target.retryAt ? `, retry: ${new Date(target.retryAt).toISOString()}` : "";
@@ -77,7 +80,7 @@ export function buildReport(
       ProtocolMinVersion: PROTOCOL_MIN_VERSION,
       ProtocolMaxVersion: PROTOCOL_MAX_VERSION,
       Encryption: router.encrypted,
-      PeerDiscovery: false,
+      PeerDiscovery: router.discovery,
       Name: selfName,
       NickName: self.nickname,
       Port: port,
@@ -95,6 +98,7 @@ export function buildReport(
         Ports: n.ports.map((p) => p.name),
         MACs: n.macs.size,
       })),
+      Routes: routes,
       Counters: counters.snapshot(),
     },
   };

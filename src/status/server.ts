@@ -1,6 +1,12 @@
 import * as http from "node:http";
 import type { Logger } from "../util/log.js";
-import { renderConnections, renderPeers, renderStatus, type Report } from "./render.js";
+import {
+  renderConnections,
+  renderPeers,
+  renderRoutes,
+  renderStatus,
+  type Report,
+} from "./render.js";
 
 /**
  * The local status endpoint: Weave's paths (/status, /status/connections, /status/peers as
@@ -27,6 +33,8 @@ export async function startStatusServer(
           return send(200, "text/plain", renderConnections(report().Router));
         case "/status/peers":
           return send(200, "text/plain", renderPeers(report().Router));
+        case "/status/routes":
+          return send(200, "text/plain", renderRoutes(report()));
         case "/status/targets":
           return send(
             200,

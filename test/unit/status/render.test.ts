@@ -3,6 +3,7 @@ import {
   renderAttrs,
   renderConnections,
   renderPeers,
+  renderRoutes,
   renderStatus,
   type ConnectionReport,
   type Report,
@@ -242,6 +243,7 @@ describe("renderStatus", () => {
         { Name: "default", VLAN: 0, Ports: ["tap0", "tap1"], MACs: 3 },
         { Name: "blue", VLAN: 1234, Ports: [], MACs: 0 },
       ],
+      Routes: [],
       Counters: {},
     },
   };
@@ -312,5 +314,25 @@ describe("renderStatus", () => {
     expect(out).toContain("\n     Encryption: enabled\n");
     expect(out).toContain("\n  PeerDiscovery: enabled\n");
     expect(out).toContain("\n TrustedSubnets: 10.0.0.0/8, 192.168.0.0/16\n");
+  });
+});
+
+describe("renderRoutes", () => {
+  it("says for each peer whether it is direct, relayed or unreachable", () => {
+    const weft = {
+      MTU: 1376,
+      Datapath: "sleeve",
+      Networks: [],
+      Counters: {},
+      Routes: [
+        { Peer: "aa:bb:cc:dd:ee:02(hostB)", Via: "aa:bb:cc:dd:ee:02(hostB)", Direct: true },
+        { Peer: "aa:bb:cc:dd:ee:03(hostC)", Via: "aa:bb:cc:dd:ee:02(hostB)", Direct: false },
+        { Peer: "aa:bb:cc:dd:ee:04(hostD)", Via: null, Direct: false },
+      ],
+    };
+    const lines = renderRoutes({ Weft: weft } as unknown as Report).split("\n");
+    expect(lines[0]).toMatch(/^aa:bb:cc:dd:ee:02\(hostB\)\s+direct$/);
+    expect(lines[1]).toMatch(/^aa:bb:cc:dd:ee:03\(hostC\)\s+via aa:bb:cc:dd:ee:02\(hostB\)$/);
+    expect(lines[2]).toMatch(/^aa:bb:cc:dd:ee:04\(hostD\)\s+unreachable$/);
   });
 });
