@@ -1,50 +1,16 @@
 // kill -9 one router: traffic stops; restart it with the same arguments: traffic flows again
 // within a bounded time.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  launchWeft,
-  Lab,
-  ping,
-  requireWeftBuilt,
-  tcpTransfer,
-  waitForPing,
-  waitMesh,
-  type Endpoint,
-  type Host,
-  type WeftNode,
-} from "../harness/index.js";
+import { describe, expect, it } from "vitest";
+import { ping, startPair, tcpTransfer, waitForPing, waitMesh } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 const RECOVERY_BOUND_MS = 30_000;
 
 describe("restart after kill -9", () => {
-  let lab: Lab;
-  let h1: Host, h2: Host;
-  let e1: Endpoint, e2: Endpoint;
-  let w1: WeftNode, w2: WeftNode;
-
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("restart");
-    await lab.guard(async () => {
-      [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
-      e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
-      e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
-      w1 = launchWeft(lab, h1, { taps: [e1.tapArg], peers: [h2.ip] });
-      w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip] });
-      await waitMesh([w1, w2]);
-      await waitForPing(e1.ns, e2.ip, 15_000);
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
-  });
+  const get = useLab("restart", (lab) => startPair(lab));
 
   it("recovers after one router is killed and restarted", async () => {
+    const { lab, e1, e2, w1, w2 } = get();
     const oldPid = w2.pid;
     const exit = await w2.kill9();
     expect(exit.signal).toBe("SIGKILL");

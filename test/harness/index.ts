@@ -8,3 +8,4 @@ export * from "./process.js";
 export * from "./sleeve.js";
 export * from "./util.js";
 export * from "./weft.js";
+export * from "./pair.js";
