@@ -27,6 +27,24 @@ export interface Host {
   ip: string;
 }
 
+/** A namespace routing between the lan and a private segment (see Lab.addRouter). */
+export interface Router {
+  short: string;
+  ns: string;
+  /** Lan-side interface in the router namespace ("eth0"). */
+  lanIf: string;
+  /** Lan address without prefix length, e.g. "198.18.0.254". */
+  lanIp: string;
+  /** Private-side interface in the router namespace (bridge "br1"). */
+  privateIf: string;
+  /** Private address without prefix length, e.g. "198.18.1.1". */
+  privateIp: string;
+  /** First three octets of the private /24, e.g. "198.18.1". */
+  privatePrefix: string;
+  /** e.g. "198.18.1.0/24". */
+  subnet: string;
+}
+
 export interface Tap {
   ns: string;
   dev: string;
@@ -161,6 +179,108 @@ export class Lab {
     const ip = `${UNDERLAY_PREFIX}.${index}`;
     await runOk("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", "eth0"]);
     await runOk("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+    const host: Host = { index, short, ns, ip };
+    this.hosts.set(index, host);
+    return host;
+  }
+
+  /**
+   * Router namespace `short` on the lan (its `eth0` = 198.18.0.<lanIndex>/24, veth `short` on the
+   * lan bridge) with a private segment: bridge `br1` = <privatePrefix>.1/24, IP forwarding on.
+   * No NAT or filtering: tests add their own rules. Hosts join it with addHostBehind().
+   */
+  async addRouter(
+    short: string,
+    opts: { lanIndex?: number; privatePrefix?: string } = {},
+  ): Promise<Router> {
+    const lanIndex = opts.lanIndex ?? 254;
+    const privatePrefix = opts.privatePrefix ?? "198.18.1";
+    if (this.hosts.has(lanIndex)) throw new Error(`lan address .${lanIndex} is host ${lanIndex}'s`);
+    if (short.length > 15) throw new Error(`router name ${short} too long for an interface name`);
+    const lan = await this.lan();
+    const ns = await this.addNamespace(short);
+    await runOk("ip", [
+      "-n",
+      lan,
+      "link",
+      "add",
+      short,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      ns,
+    ]);
+    await runOk("ip", ["-n", lan, "link", "set", short, "master", "br0", "up"]);
+    const lanIp = `${UNDERLAY_PREFIX}.${lanIndex}`;
+    await runOk("ip", ["-n", ns, "addr", "add", `${lanIp}/24`, "dev", "eth0"]);
+    await runOk("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+    await runOk("ip", [
+      "-n",
+      ns,
+      "link",
+      "add",
+      "br1",
+      "type",
+      "bridge",
+      "stp_state",
+      "0",
+      "forward_delay",
+      "0",
+    ]);
+    const privateIp = `${privatePrefix}.1`;
+    await runOk("ip", ["-n", ns, "addr", "add", `${privateIp}/24`, "dev", "br1"]);
+    await runOk("ip", ["-n", ns, "link", "set", "br1", "up"]);
+    await nsRunOk(ns, "sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"]);
+    return {
+      short,
+      ns,
+      lanIf: "eth0",
+      lanIp,
+      privateIf: "br1",
+      privateIp,
+      privatePrefix,
+      subnet: `${privatePrefix}.0/24`,
+    };
+  }
+
+  /**
+   * Host namespace `hN` on `router`'s private segment: `eth0` = <privatePrefix>.N/24 (or
+   * `opts.ip`), default route via the router, veth `hN` on the router's `br1`. Reachable from
+   * the lan only as the router's rules allow. Registered as host N (peer name, nickname).
+   */
+  async addHostBehind(
+    router: Router,
+    index: number,
+    opts: { short?: string; ip?: string } = {},
+  ): Promise<Host> {
+    if (!Number.isInteger(index) || index < 1 || index > 254)
+      throw new Error(`bad host index ${index}`);
+    if (this.hosts.has(index)) throw new Error(`host ${index} already exists`);
+    const short = opts.short ?? `h${index}`;
+    const ip = opts.ip ?? `${router.privatePrefix}.${index}`;
+    const ns = await this.addNamespace(short);
+    const routerIf = `h${index}`;
+    await runOk("ip", [
+      "-n",
+      router.ns,
+      "link",
+      "add",
+      routerIf,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      ns,
+    ]);
+    await runOk("ip", ["-n", router.ns, "link", "set", routerIf, "master", router.privateIf, "up"]);
+    await runOk("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", "eth0"]);
+    await runOk("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+    await runOk("ip", ["-n", ns, "route", "add", "default", "via", router.privateIp]);
     const host: Host = { index, short, ns, ip };
     this.hosts.set(index, host);
     return host;

@@ -310,3 +310,21 @@ export async function waitMesh(
 ): Promise<void> {
   await Promise.all(nodes.map((n) => n.waitEstablished(peers, timeoutMs)));
 }
+
+/** "NAME(NICK)", as status output names the peer that launchWeft starts on `host`. */
+export function peerLabelFor(host: Host): string {
+  return `${peerNameFor(host.index)}(${host.short})`;
+}
+
+/**
+ * Parses `weft status routes` ("NAME(NICK)   direct" | "via NAME(NICK)" | "unreachable", one
+ * line per peer) into peer label → how ("direct", "via NAME(NICK)" or "unreachable").
+ */
+export function parseRoutes(text: string): Map<string, string> {
+  const routes = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const m = /^(\S+\(.*?\))\s+(direct|unreachable|via \S+\(.*?\))\s*$/.exec(line);
+    if (m) routes.set(m[1]!, m[2]!);
+  }
+  return routes;
+}
