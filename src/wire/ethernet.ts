@@ -3,6 +3,8 @@
  * MAC addresses are handled as 48-bit numbers so that tables key on numbers, not strings.
  */
 
+import { formatUint48, readUint48 } from "./uint48.js";
+
 export const ETH_HEADER_LEN = 14;
 export const ETH_ADDR_LEN = 6;
 export const ETHERTYPE_OFFSET = 12;
@@ -16,29 +18,14 @@ export const STP_GROUP_MAC = 0x0180c2000000;
 
 export type Mac = number;
 
-export function readMac(buf: Uint8Array, offset: number): Mac {
-  return (
-    buf[offset]! * 2 ** 40 +
-    buf[offset + 1]! * 2 ** 32 +
-    ((buf[offset + 2]! << 24) >>> 0) +
-    (buf[offset + 3]! << 16) +
-    (buf[offset + 4]! << 8) +
-    buf[offset + 5]!
-  );
-}
+export const readMac: (buf: Uint8Array, offset: number) => Mac = readUint48;
 
 /** Group (multicast or broadcast) addresses have the low bit of the first octet set. */
 export function isGroupMacAt(buf: Uint8Array, offset: number): boolean {
   return (buf[offset]! & 1) === 1;
 }
 
-export function formatMac(mac: Mac): string {
-  const parts: string[] = [];
-  for (let shift = 40; shift >= 0; shift -= 8) {
-    parts.push((Math.floor(mac / 2 ** shift) % 256).toString(16).padStart(2, "0"));
-  }
-  return parts.join(":");
-}
+export const formatMac: (mac: Mac) => string = formatUint48;
 
 export function etherTypeAt(buf: Uint8Array, frameOffset: number): number {
   return (buf[frameOffset + ETHERTYPE_OFFSET]! << 8) | buf[frameOffset + ETHERTYPE_OFFSET + 1]!;

@@ -4,6 +4,8 @@
  * data path where names are read from every sleeve record.
  */
 
+import { formatUint48, readUint48, writeUint48 } from "./uint48.js";
+
 export type PeerName = number;
 
 export const PEER_NAME_BYTES = 6;
@@ -39,35 +41,9 @@ export function parsePeerName(text: string): PeerName {
   return value;
 }
 
-export function formatPeerName(name: PeerName): string {
-  const out: string[] = [];
-  for (let shift = 40; shift >= 0; shift -= 8) {
-    out.push((Math.floor(name / 2 ** shift) % 256).toString(16).padStart(2, "0"));
-  }
-  return out.join(":");
-}
-
-export function readPeerName(buf: Uint8Array, offset: number): PeerName {
-  return (
-    buf[offset]! * 2 ** 40 +
-    buf[offset + 1]! * 2 ** 32 +
-    ((buf[offset + 2]! << 24) >>> 0) +
-    (buf[offset + 3]! << 16) +
-    (buf[offset + 4]! << 8) +
-    buf[offset + 5]!
-  );
-}
-
-export function writePeerName(buf: Uint8Array, offset: number, name: PeerName): void {
-  const high = Math.floor(name / 2 ** 32);
-  const low = name >>> 0;
-  buf[offset] = (high >>> 8) & 0xff;
-  buf[offset + 1] = high & 0xff;
-  buf[offset + 2] = (low >>> 24) & 0xff;
-  buf[offset + 3] = (low >>> 16) & 0xff;
-  buf[offset + 4] = (low >>> 8) & 0xff;
-  buf[offset + 5] = low & 0xff;
-}
+export const formatPeerName: (name: PeerName) => string = formatUint48;
+export const readPeerName: (buf: Uint8Array, offset: number) => PeerName = readUint48;
+export const writePeerName: (buf: Uint8Array, offset: number, name: PeerName) => void = writeUint48;
 
 export function peerNameFromBigInt(value: bigint): PeerName {
   if (value < 0n || value > BigInt(MAX_PEER_NAME)) {
