@@ -1,4 +1,5 @@
 import * as http from "node:http";
+import { listen } from "../util/listen.js";
 import type { Logger } from "../util/log.js";
 import { UsageError, parseHostPort, DEFAULT_PORT } from "../cli/options.js";
 
@@ -66,12 +67,6 @@ export async function startRouterApi(
       }
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host, port }, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  await listen(server, host, port);
   return server;
 }

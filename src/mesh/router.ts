@@ -1,4 +1,5 @@
 import * as net from "node:net";
+import { listen } from "../util/listen.js";
 import { randomBytes } from "node:crypto";
 import type { Counters } from "../util/counters.js";
 import type { Logger } from "../util/log.js";
@@ -122,13 +123,7 @@ export class Router implements GossipTransport {
 
   async listen(): Promise<void> {
     const server = net.createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen({ host: this.opts.host, port: this.opts.port }, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    await listen(server, this.opts.host, this.opts.port);
     server.on("error", (err) => this.log.error("listener error", { error: err.message }));
     this.server = server;
     this.mesh.start();

@@ -1,4 +1,5 @@
 import * as http from "node:http";
+import { listen } from "../util/listen.js";
 import type { Logger } from "../util/log.js";
 import {
   renderConnections,
@@ -53,12 +54,6 @@ export async function startStatusServer(
       return send(500, "text/plain", "internal error\n");
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host, port }, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  await listen(server, host, port);
   return server;
 }
