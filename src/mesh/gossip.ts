@@ -472,6 +472,18 @@ export class GossipLayer {
   }
 
   /** Queues the full state of every channel to a newly connected (new or restarted) peer. */
+  /**
+   * Sends `data` to every connected neighbour, not a random subset: for our own small updates,
+   * so that a lightly connected neighbour never misses them (it would otherwise wait for a
+   * periodic round, and might garbage-collect the mesh meanwhile).
+   */
+  gossipToAll(channel: string, data: GossipData): void {
+    validateChannelName(channel);
+    for (const neighbour of this.transport.connectedNeighbours()) {
+      this.enqueueGossip(neighbour, channel, data);
+    }
+  }
+
   newConnection(neighbour: PeerName): void {
     for (const [channel, gossiper] of this.channels) {
       const data = this.fullStateOf(channel, gossiper);

@@ -67,7 +67,12 @@ export class Mesh {
     });
     this.topology = new TopologyGossiper(
       this.peers,
-      () => this.topologyChanged(),
+      (result) => {
+        // Merging may change our own entry (a short id taken from us, a stale incarnation of
+        // ours seen): that is a local change, to be told to every neighbour (as Weave does).
+        if (result.improved.includes(self.name)) this.localChange(self.name);
+        else this.topologyChanged();
+      },
       opts.counters,
       new RateLimitedLog(this.log, "warn"),
     );
@@ -131,7 +136,7 @@ export class Mesh {
       this.gossipTimer = undefined;
       const names = [...this.pendingGossip];
       this.pendingGossip.clear();
-      this.gossip.gossip(TOPOLOGY_CHANNEL, this.topology.data(names));
+      this.gossip.gossipToAll(TOPOLOGY_CHANNEL, this.topology.data(names));
     }, TOPOLOGY_GOSSIP_DEBOUNCE_MS);
     this.gossipTimer.unref();
     this.topologyChanged();
