@@ -93,6 +93,11 @@ export interface GossipLayerOptions {
   readonly maxSurrogateQueueBytes?: number;
   /** Clock for the surrogate memory (ms). Default Date.now. */
   readonly now?: () => number;
+  /**
+   * Neighbours every relay includes besides the random choice: those that can hear the mesh
+   * only from us (their one link is to us), which a weighted draw picks least often.
+   */
+  readonly mustHear?: () => readonly PeerName[];
 }
 
 export const GOSSIP_INTERVAL_MS = 30_000;
@@ -288,6 +293,7 @@ interface NeighbourQueue {
 }
 
 export class GossipLayer {
+  private readonly mustHear: () => readonly PeerName[];
   private readonly channels = new Map<string, Gossiper>();
   private readonly queues = new Map<PeerName, NeighbourQueue>();
   private readonly random: () => number;
@@ -307,6 +313,7 @@ export class GossipLayer {
     private readonly routes: GossipRoutes,
     options: GossipLayerOptions,
   ) {
+    this.mustHear = options.mustHear ?? (() => []);
     this.random = options.random ?? Math.random;
     this.intervalMs = options.intervalMs ?? GOSSIP_INTERVAL_MS;
     this.counters = options.counters;
@@ -558,7 +565,9 @@ export class GossipLayer {
       this.random,
     );
     const connected = new Set(this.transport.connectedNeighbours());
-    for (const neighbour of chosen) {
+    const targets = new Set(chosen);
+    for (const neighbour of this.mustHear()) if (!except.has(neighbour)) targets.add(neighbour);
+    for (const neighbour of targets) {
       if (connected.has(neighbour)) this.enqueueGossip(neighbour, channel, data);
     }
   }

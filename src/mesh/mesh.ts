@@ -64,6 +64,7 @@ export class Mesh {
       counters: opts.counters,
       log: opts.log,
       ...(opts.random ? { random: opts.random } : {}),
+      mustHear: () => this.leafNeighbours(),
     });
     this.topology = new TopologyGossiper(
       this.peers,
@@ -152,6 +153,17 @@ export class Mesh {
     clearTimeout(this.gcTimer);
     this.gcTimer = setTimeout(() => this.collectGarbage(), PEER_GC_DELAY_MS);
     this.gcTimer.unref();
+  }
+
+  /** Neighbours whose only connection, as gossiped, is to us: we are their one source. */
+  private leafNeighbours(): PeerName[] {
+    const self = this.peers.self;
+    return this.peers.ourSummary.connections
+      .map((c) => c.name)
+      .filter((name) => {
+        const links = this.peers.get(name)?.connections ?? [];
+        return links.every((c) => c.name === self);
+      });
   }
 
   private recomputeRoutes(): void {

@@ -480,6 +480,22 @@ describe("surrogate (unknown channels)", () => {
 });
 
 describe("sending", () => {
+  it("relays reach the neighbours that can hear only from us, besides the random choice", () => {
+    const neighbours = [2, 3, 4, 5, 6, 7, 8, 9];
+    const send = (mustHear?: () => readonly number[]): number[] => {
+      const { transport, routes, layer } = setup(mustHear ? { mustHear } : {});
+      transport.neighbours = neighbours;
+      for (const n of neighbours) routes.table.set(n, n);
+      layer.gossip("set", SetData.of(1));
+      return transport.take().map((m) => m.to);
+    };
+    // 9 table entries (us included): 6 of the 8 neighbours are drawn.
+    const drawn = send();
+    expect(drawn).toHaveLength(6);
+    const left = neighbours.filter((n) => !drawn.includes(n));
+    expect(send(() => left).sort((a, b) => a - b)).toEqual(neighbours);
+  });
+
   it("gossipUnicast goes to the next hop; false without a route", () => {
     const { transport, routes, layer, counters } = setup();
     routes.table.set(9, 3);
