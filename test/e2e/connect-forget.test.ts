@@ -1,9 +1,8 @@
 // `weft connect` and `weft forget` at run time, through the router API.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   Lab,
   launchWeft,
-  requireWeftBuilt,
   waitFor,
   waitForPing,
   weftRun,
@@ -11,6 +10,7 @@ import {
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 describe("connect and forget at run time", () => {
   let lab: Lab;
@@ -18,27 +18,17 @@ describe("connect and forget at run time", () => {
   let e1: Endpoint, e2: Endpoint;
   let w1: WeftNode, w2: WeftNode;
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("connect");
-    await lab.guard(async () => {
-      [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
-      e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
-      e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
-      // No PEER arguments: the two peers know nothing of each other.
-      w1 = launchWeft(lab, h1, { taps: [e1.tapArg] });
-      w2 = launchWeft(lab, h2, { taps: [e2.tapArg] });
-      await w1.waitReady();
-      await w2.waitReady();
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+  useLab("connect", async (made) => {
+    lab = made;
+    [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
+    e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
+    e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
+    // No PEER arguments: the two peers know nothing of each other.
+    w1 = launchWeft(lab, h1, { taps: [e1.tapArg] });
+    w2 = launchWeft(lab, h2, { taps: [e2.tapArg] });
+    await w1.waitReady();
+    await w2.waitReady();
+    return {};
   });
 
   const established = async (w: WeftNode): Promise<number> =>

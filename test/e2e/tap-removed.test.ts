@@ -1,10 +1,9 @@
 // A TAP that disappears under a running weft (deleted, or its namespace removed) is detached
 // with an error in the log; the router and its other ports keep working.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   Lab,
   launchWeft,
-  requireWeftBuilt,
   waitFor,
   waitForPing,
   waitMesh,
@@ -12,6 +11,7 @@ import {
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 describe("a TAP removed at run time", () => {
   let lab: Lab;
@@ -19,26 +19,16 @@ describe("a TAP removed at run time", () => {
   let e1: Endpoint, e1b: Endpoint, e2: Endpoint;
   let w1: WeftNode, w2: WeftNode;
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("tap-gone");
-    await lab.guard(async () => {
-      [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
-      e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
-      e1b = await lab.addEndpoint("e1b", { cidr: "198.19.0.11/24" });
-      e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
-      w1 = launchWeft(lab, h1, { taps: [e1.tapArg, e1b.tapArg], peers: [h2.ip] });
-      w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip] });
-      await waitMesh([w1, w2]);
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+  useLab("tap-gone", async (made) => {
+    lab = made;
+    [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
+    e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
+    e1b = await lab.addEndpoint("e1b", { cidr: "198.19.0.11/24" });
+    e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
+    w1 = launchWeft(lab, h1, { taps: [e1.tapArg, e1b.tapArg], peers: [h2.ip] });
+    w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip] });
+    await waitMesh([w1, w2]);
+    return {};
   });
 
   it("detaches the port and keeps serving the others", async () => {

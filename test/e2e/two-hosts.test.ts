@@ -1,46 +1,30 @@
 // Two hosts, one endpoint each on the default network: connection, ping, a 20 MiB checksummed
 // TCP transfer, and the status CLI.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   describeResult,
-  launchWeft,
+  startPair,
   Lab,
   peerNameFor,
   ping,
-  requireWeftBuilt,
   tcpTransfer,
   waitForPing,
-  waitMesh,
   type Endpoint,
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 describe("two hosts", () => {
   let lab: Lab;
-  let h1: Host, h2: Host;
+  let h2: Host;
   let e1: Endpoint, e2: Endpoint;
   let w1: WeftNode, w2: WeftNode;
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("two-hosts");
-    await lab.guard(async () => {
-      [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
-      e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
-      e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
-      w1 = launchWeft(lab, h1, { taps: [e1.tapArg], peers: [h2.ip] });
-      w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip] });
-      await waitMesh([w1, w2]);
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+  useLab("two-hosts", async (made) => {
+    lab = made;
+    ({ h2, e1, e2, w1, w2 } = await startPair(made, { waitPing: false }));
+    return {};
   });
 
   it("reports its identity, the peer and the default network", async () => {
