@@ -147,7 +147,16 @@ describe("mesh: peer discovery through gossip", () => {
     });
     expect((await w1.status("targets")).stdout).toBe(`${h2.ip}:6783\n`);
     expect((await w3.status("targets")).stdout).toBe(`${h2.ip}:6783\n`);
-    const routes = (await w1.status("routes")).stdout;
+    // Data routes need both ends to report the connection established, which reaches h1 with
+    // h3's next topology gossip (1 s debounce): wait for it rather than race it.
+    let routes = "";
+    await waitFor(
+      async () => {
+        routes = (await w1.status("routes")).stdout;
+        return parseRoutes(routes).get(peerLabelFor(h3)) === "direct";
+      },
+      { what: "h1's route to h3 to become direct", timeoutMs: 5_000, describe: () => routes },
+    );
     expect(Object.fromEntries(parseRoutes(routes)), routes).toEqual({
       [peerLabelFor(h2)]: "direct",
       [peerLabelFor(h3)]: "direct",
