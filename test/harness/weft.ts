@@ -57,6 +57,7 @@ export interface WeftReport {
   Weft?: {
     Networks?: { Name?: string; VLAN?: number; Ports?: unknown[] }[] | null;
     Counters?: Record<string, number>;
+    Routes?: { Peer?: string; Via?: string | null; Direct?: boolean }[];
     [k: string]: unknown;
   };
   [k: string]: unknown;
@@ -260,14 +261,18 @@ export class WeftNode {
       async () => {
         this.assertRunning();
         last = await this.report();
-        return establishedConnections(last).length >= n ? last : undefined;
+        // Usable for data once both ends report the connection established to each other,
+        // which the data routes show as direct (the peer's topology gossip must arrive first).
+        const direct = (last.Weft?.Routes ?? []).filter((r) => r.Direct === true).length;
+        return establishedConnections(last).length >= n && direct >= n ? last : undefined;
       },
       {
         what: `${this.label}: ${n} established connection(s)`,
         timeoutMs,
         intervalMs: 250,
         describe: () =>
-          `last Router.Connections: ${JSON.stringify(last?.Router?.Connections ?? null)}`,
+          `last Router.Connections: ${JSON.stringify(last?.Router?.Connections ?? null)}; ` +
+          `Weft.Routes: ${JSON.stringify(last?.Weft?.Routes ?? null)}`,
       },
     );
   }
