@@ -1,19 +1,19 @@
 // Peers whose encryption settings disagree never connect: different passwords, or a password
 // on one side only. Each side logs why, the dialling side's status shows it, no traffic flows
 // and nothing crashes.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   describeResult,
   launchWeft,
   Lab,
   ping,
-  requireWeftBuilt,
   sleep,
   writePasswordFile,
   type Endpoint,
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 const WRONG_PASSWORD =
   "cannot decrypt the peer's first message: the passwords differ (wrong password on one side)";
@@ -57,70 +57,60 @@ describe("encryption: mismatched settings are refused", () => {
   const cases: Case[] = [];
   let all: WeftNode[] = [];
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("encryption-refused");
-    await lab.guard(async () => {
-      const hosts = await lab.addHosts(6);
-      const eps: Endpoint[] = [];
-      for (let i = 1; i <= 6; i++)
-        eps.push(await lab.addEndpoint(`e${i}`, { cidr: `198.19.0.${i}/24` }));
-      const pwA = writePasswordFile(lab, "pw-a", "alpha-password");
-      const pwB = writePasswordFile(lab, "pw-b", "bravo-password");
-      const h = (i: number) => hosts[i - 1] as Host;
-      const e = (i: number) => eps[i - 1] as Endpoint;
-      // Only the first host of each pair dials, so that "the dialling side" is well defined.
-      const launch = (i: number, peer: number | undefined, pw: string | undefined) =>
-        launchWeft(lab, h(i), {
-          taps: [e(i).tapArg],
-          peers: peer === undefined ? [] : [h(peer).ip],
-          extraArgs: pw === undefined ? [] : ["--password-file", pw],
-        });
-      const w1 = launch(1, 2, pwA);
-      const w2 = launch(2, undefined, pwB);
-      const w3 = launch(3, 4, pwA); // password dials no password
-      const w4 = launch(4, undefined, undefined);
-      const w5 = launch(5, 6, undefined); // no password dials password
-      const w6 = launch(6, undefined, pwA);
-      all = [w1, w2, w3, w4, w5, w6];
-      const mk = (
-        what: string,
-        d: WeftNode,
-        l: WeftNode,
-        di: number,
-        li: number,
-        dialerReason: string,
-        listenerReason: string,
-        dialerHasPassword: boolean,
-        listenerHasPassword: boolean,
-      ): Case => ({
-        what,
-        dialer: d,
-        listener: l,
-        dialerHost: h(di),
-        listenerHost: h(li),
-        epD: e(di),
-        epL: e(li),
-        dialerReason,
-        listenerReason,
-        dialerHasPassword,
-        listenerHasPassword,
+  useLab("encryption-refused", async (made) => {
+    lab = made;
+    const hosts = await lab.addHosts(6);
+    const eps: Endpoint[] = [];
+    for (let i = 1; i <= 6; i++)
+      eps.push(await lab.addEndpoint(`e${i}`, { cidr: `198.19.0.${i}/24` }));
+    const pwA = writePasswordFile(lab, "pw-a", "alpha-password");
+    const pwB = writePasswordFile(lab, "pw-b", "bravo-password");
+    const h = (i: number) => hosts[i - 1] as Host;
+    const e = (i: number) => eps[i - 1] as Endpoint;
+    // Only the first host of each pair dials, so that "the dialling side" is well defined.
+    const launch = (i: number, peer: number | undefined, pw: string | undefined) =>
+      launchWeft(lab, h(i), {
+        taps: [e(i).tapArg],
+        peers: peer === undefined ? [] : [h(peer).ip],
+        extraArgs: pw === undefined ? [] : ["--password-file", pw],
       });
-      cases.push(
-        mk("different passwords", w1, w2, 1, 2, WRONG_PASSWORD, WRONG_PASSWORD, true, true),
-        mk("password dials no password", w3, w4, 3, 4, MISMATCH_HERE, MISMATCH_THERE, true, false),
-        mk("no password dials password", w5, w6, 5, 6, MISMATCH_THERE, MISMATCH_HERE, false, true),
-      );
-      await Promise.all(all.map((w) => w.waitReady()));
+    const w1 = launch(1, 2, pwA);
+    const w2 = launch(2, undefined, pwB);
+    const w3 = launch(3, 4, pwA); // password dials no password
+    const w4 = launch(4, undefined, undefined);
+    const w5 = launch(5, 6, undefined); // no password dials password
+    const w6 = launch(6, undefined, pwA);
+    all = [w1, w2, w3, w4, w5, w6];
+    const mk = (
+      what: string,
+      d: WeftNode,
+      l: WeftNode,
+      di: number,
+      li: number,
+      dialerReason: string,
+      listenerReason: string,
+      dialerHasPassword: boolean,
+      listenerHasPassword: boolean,
+    ): Case => ({
+      what,
+      dialer: d,
+      listener: l,
+      dialerHost: h(di),
+      listenerHost: h(li),
+      epD: e(di),
+      epL: e(li),
+      dialerReason,
+      listenerReason,
+      dialerHasPassword,
+      listenerHasPassword,
     });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+    cases.push(
+      mk("different passwords", w1, w2, 1, 2, WRONG_PASSWORD, WRONG_PASSWORD, true, true),
+      mk("password dials no password", w3, w4, 3, 4, MISMATCH_HERE, MISMATCH_THERE, true, false),
+      mk("no password dials password", w5, w6, 5, 6, MISMATCH_THERE, MISMATCH_HERE, false, true),
+    );
+    await Promise.all(all.map((w) => w.waitReady()));
+    return {};
   });
 
   it("logs the reason on both sides, never establishes, and nobody crashes", async () => {

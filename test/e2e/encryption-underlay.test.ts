@@ -2,7 +2,7 @@
 // peers as the control, where the same payload is visible), and captured sleeve packets that
 // cannot be replayed or tampered with, even when re-sent from the real peer's address and port.
 import { randomBytes } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   launchWeft,
   Lab,
@@ -10,7 +10,6 @@ import {
   parsePcap,
   peerNameFor,
   ping,
-  requireWeftBuilt,
   sendRawUdp,
   sendUdp,
   sleep,
@@ -24,6 +23,7 @@ import {
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 const SLEEVE_PORT = 6783;
 /** Sleeve header of an encrypted packet: sender name, seq|DF, secretbox tag. */
@@ -40,35 +40,25 @@ describe("encryption on the underlay", () => {
   let e1: Endpoint, e2: Endpoint, e3: Endpoint, e4: Endpoint;
   let w1: WeftNode, w2: WeftNode, w3: WeftNode, w4: WeftNode;
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("encryption-underlay");
-    await lab.guard(async () => {
-      [h1, h2, h3, h4] = (await lab.addHosts(4)) as [Host, Host, Host, Host];
-      e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
-      e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
-      e3 = await lab.addEndpoint("e3", { cidr: "198.19.0.3/24" });
-      e4 = await lab.addEndpoint("e4", { cidr: "198.19.0.4/24" });
-      const pw = writePasswordFile(lab, "pw", `underlay-${randomBytes(8).toString("hex")}`);
-      // h1-h2: encrypted mesh. h3-h4: a separate, unencrypted mesh (the control).
-      const enc = ["--password-file", pw];
-      w1 = launchWeft(lab, h1, { taps: [e1.tapArg], peers: [h2.ip], extraArgs: enc });
-      w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip], extraArgs: enc });
-      w3 = launchWeft(lab, h3, { taps: [e3.tapArg], peers: [h4.ip] });
-      w4 = launchWeft(lab, h4, { taps: [e4.tapArg], peers: [h3.ip] });
-      await Promise.all([waitMesh([w1, w2]), waitMesh([w3, w4])]);
-      await Promise.all([waitForPing(e1.ns, e2.ip), waitForPing(e3.ns, e4.ip)]);
-      expect((await w1.report()).Router?.Encryption).toBe(true);
-      expect((await w3.report()).Router?.Encryption).toBe(false);
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+  useLab("encryption-underlay", async (made) => {
+    lab = made;
+    [h1, h2, h3, h4] = (await lab.addHosts(4)) as [Host, Host, Host, Host];
+    e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
+    e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
+    e3 = await lab.addEndpoint("e3", { cidr: "198.19.0.3/24" });
+    e4 = await lab.addEndpoint("e4", { cidr: "198.19.0.4/24" });
+    const pw = writePasswordFile(lab, "pw", `underlay-${randomBytes(8).toString("hex")}`);
+    // h1-h2: encrypted mesh. h3-h4: a separate, unencrypted mesh (the control).
+    const enc = ["--password-file", pw];
+    w1 = launchWeft(lab, h1, { taps: [e1.tapArg], peers: [h2.ip], extraArgs: enc });
+    w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip], extraArgs: enc });
+    w3 = launchWeft(lab, h3, { taps: [e3.tapArg], peers: [h4.ip] });
+    w4 = launchWeft(lab, h4, { taps: [e4.tapArg], peers: [h3.ip] });
+    await Promise.all([waitMesh([w1, w2]), waitMesh([w3, w4])]);
+    await Promise.all([waitForPing(e1.ns, e2.ip), waitForPing(e3.ns, e4.ip)]);
+    expect((await w1.report()).Router?.Encryption).toBe(true);
+    expect((await w3.report()).Router?.Encryption).toBe(false);
+    return {};
   });
 
   it("never shows a payload in clear on the underlay (but does without a password)", async () => {

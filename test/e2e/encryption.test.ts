@@ -1,14 +1,13 @@
 // Encrypted peers (same password): the connection is established and reported as encrypted, and
 // traffic flows intact; also between the two crypto backends (tweetnacl on one side, sodium on
 // the other), which must produce the same bytes on the wire.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   describeResult,
   launchWeft,
   Lab,
   peerNameFor,
   ping,
-  requireWeftBuilt,
   tcpTransfer,
   waitForPing,
   waitMesh,
@@ -17,6 +16,7 @@ import {
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 const PASSWORD = "correct horse battery staple";
 const MiB = 1024 * 1024;
@@ -49,51 +49,41 @@ describe("encryption: peers with the same password", () => {
   let lab: Lab;
   const pairs: Pair[] = [];
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("encryption");
-    await lab.guard(async () => {
-      const [h1, h2, h3, h4] = (await lab.addHosts(4)) as [Host, Host, Host, Host];
-      const pw = writePasswordFile(lab, "pw", PASSWORD);
-      const e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
-      const e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
-      const e3 = await lab.addEndpoint("e3", { cidr: "198.19.0.3/24" });
-      const e4 = await lab.addEndpoint("e4", { cidr: "198.19.0.4/24" });
-      // Pair 1: default backend on both sides. Pair 2 (a separate mesh): tweetnacl vs sodium.
-      const w1 = launchWeft(lab, h1, {
-        taps: [e1.tapArg],
-        peers: [h2.ip],
-        extraArgs: ["--password-file", pw],
-      });
-      const w2 = launchWeft(lab, h2, {
-        taps: [e2.tapArg],
-        peers: [h1.ip],
-        extraArgs: ["--password-file", pw],
-      });
-      const w3 = launchWeft(lab, h3, {
-        taps: [e3.tapArg],
-        peers: [h4.ip],
-        extraArgs: ["--password-file", pw, "--crypto-backend", "tweetnacl"],
-      });
-      const w4 = launchWeft(lab, h4, {
-        taps: [e4.tapArg],
-        peers: [h3.ip],
-        extraArgs: ["--password-file", pw, "--crypto-backend", "sodium"],
-      });
-      pairs.push(
-        { what: "default backends", a: w1, b: w2, hostA: h1, hostB: h2, epA: e1, epB: e2 },
-        { what: "tweetnacl <-> sodium", a: w3, b: w4, hostA: h3, hostB: h4, epA: e3, epB: e4 },
-      );
-      await Promise.all([waitMesh([w1, w2]), waitMesh([w3, w4])]);
+  useLab("encryption", async (made) => {
+    lab = made;
+    const [h1, h2, h3, h4] = (await lab.addHosts(4)) as [Host, Host, Host, Host];
+    const pw = writePasswordFile(lab, "pw", PASSWORD);
+    const e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
+    const e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
+    const e3 = await lab.addEndpoint("e3", { cidr: "198.19.0.3/24" });
+    const e4 = await lab.addEndpoint("e4", { cidr: "198.19.0.4/24" });
+    // Pair 1: default backend on both sides. Pair 2 (a separate mesh): tweetnacl vs sodium.
+    const w1 = launchWeft(lab, h1, {
+      taps: [e1.tapArg],
+      peers: [h2.ip],
+      extraArgs: ["--password-file", pw],
     });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+    const w2 = launchWeft(lab, h2, {
+      taps: [e2.tapArg],
+      peers: [h1.ip],
+      extraArgs: ["--password-file", pw],
+    });
+    const w3 = launchWeft(lab, h3, {
+      taps: [e3.tapArg],
+      peers: [h4.ip],
+      extraArgs: ["--password-file", pw, "--crypto-backend", "tweetnacl"],
+    });
+    const w4 = launchWeft(lab, h4, {
+      taps: [e4.tapArg],
+      peers: [h3.ip],
+      extraArgs: ["--password-file", pw, "--crypto-backend", "sodium"],
+    });
+    pairs.push(
+      { what: "default backends", a: w1, b: w2, hostA: h1, hostB: h2, epA: e1, epB: e2 },
+      { what: "tweetnacl <-> sodium", a: w3, b: w4, hostA: h3, hostB: h4, epA: e3, epB: e4 },
+    );
+    await Promise.all([waitMesh([w1, w2]), waitMesh([w3, w4])]);
+    return {};
   });
 
   it("reports encryption on and each connection encrypted (/report and `weft status`)", async () => {

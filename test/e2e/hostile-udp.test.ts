@@ -1,6 +1,6 @@
 // Hostile datagrams to the sleeve port: the router survives, counts them, and keeps forwarding.
 import { randomBytes } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   ethernetFrame,
   launchWeft,
@@ -8,7 +8,6 @@ import {
   macBytes,
   peerNameFor,
   ping,
-  requireWeftBuilt,
   sendUdp,
   sleevePacket,
   tcpTransfer,
@@ -19,6 +18,7 @@ import {
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 const SLEEVE_PORT = 6783;
 
@@ -110,27 +110,17 @@ describe("hostile UDP input", () => {
   let e1: Endpoint, e2: Endpoint;
   let w1: WeftNode, w2: WeftNode;
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("hostile-udp");
-    await lab.guard(async () => {
-      [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
-      x = await lab.addHost(9, "x9"); // attacker on the lan, no weft
-      e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
-      e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
-      w1 = launchWeft(lab, h1, { taps: [e1.tapArg], peers: [h2.ip] });
-      w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip] });
-      await waitMesh([w1, w2]);
-      await waitForPing(e1.ns, e2.ip, 15_000);
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+  useLab("hostile-udp", async (made) => {
+    lab = made;
+    [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
+    x = await lab.addHost(9, "x9"); // attacker on the lan, no weft
+    e1 = await lab.addEndpoint("e1", { cidr: "198.19.0.1/24" });
+    e2 = await lab.addEndpoint("e2", { cidr: "198.19.0.2/24" });
+    w1 = launchWeft(lab, h1, { taps: [e1.tapArg], peers: [h2.ip] });
+    w2 = launchWeft(lab, h2, { taps: [e2.tapArg], peers: [h1.ip] });
+    await waitMesh([w1, w2]);
+    await waitForPing(e1.ns, e2.ip, 15_000);
+    return {};
   });
 
   it("survives, counts and ignores hostile datagrams", async () => {

@@ -3,12 +3,11 @@
 // also get addresses in ONE shared subnet (198.19.5.0/24), so only L2 isolation can stop
 // cross-network traffic; tcpdump on every TAP proves that no frame (not even broadcast ARP)
 // crosses from one network to the other, while same-network frames do arrive.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   launchWeft,
   Lab,
   ping,
-  requireWeftBuilt,
   startCapture,
   waitForPing,
   waitMesh,
@@ -18,6 +17,7 @@ import {
   type Host,
   type WeftNode,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 const SHARED = "198.19.5";
 
@@ -28,32 +28,22 @@ describe("network isolation", () => {
   let nodes: WeftNode[];
   const captures = new Map<string, Capture>();
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("isolation");
-    await lab.guard(async () => {
-      [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
-      d1 = await lab.addEndpoint("d1", { cidr: "198.19.0.1/24" });
-      d2 = await lab.addEndpoint("d2", { cidr: "198.19.0.2/24" });
-      b1 = await lab.addEndpoint("b1", { cidr: "198.19.1.1/24", network: "blue" });
-      b2 = await lab.addEndpoint("b2", { cidr: "198.19.1.2/24", network: "blue" });
-      // Capture on every TAP from before weft starts, so that nothing is missed.
-      for (const ep of [d1, d2, b1, b2])
-        captures.set(ep.short, await startCapture(lab, ep.ns, ep.dev));
-      nodes = [
-        launchWeft(lab, h1, { taps: [d1.tapArg, b1.tapArg], networks: ["blue"], peers: [h2.ip] }),
-        launchWeft(lab, h2, { taps: [d2.tapArg, b2.tapArg], networks: ["blue"], peers: [h1.ip] }),
-      ];
-      await waitMesh(nodes);
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+  useLab("isolation", async (made) => {
+    lab = made;
+    [h1, h2] = (await lab.addHosts(2)) as [Host, Host];
+    d1 = await lab.addEndpoint("d1", { cidr: "198.19.0.1/24" });
+    d2 = await lab.addEndpoint("d2", { cidr: "198.19.0.2/24" });
+    b1 = await lab.addEndpoint("b1", { cidr: "198.19.1.1/24", network: "blue" });
+    b2 = await lab.addEndpoint("b2", { cidr: "198.19.1.2/24", network: "blue" });
+    // Capture on every TAP from before weft starts, so that nothing is missed.
+    for (const ep of [d1, d2, b1, b2])
+      captures.set(ep.short, await startCapture(lab, ep.ns, ep.dev));
+    nodes = [
+      launchWeft(lab, h1, { taps: [d1.tapArg, b1.tapArg], networks: ["blue"], peers: [h2.ip] }),
+      launchWeft(lab, h2, { taps: [d2.tapArg, b2.tapArg], networks: ["blue"], peers: [h1.ip] }),
+    ];
+    await waitMesh(nodes);
+    return {};
   });
 
   it("reports both networks", async () => {

@@ -1,12 +1,11 @@
 // Three hosts in a full mesh (static peers): every endpoint reaches every other one, and a
 // checksummed transfer crosses one pair.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   launchWeft,
   Lab,
   peerNameFor,
   ping,
-  requireWeftBuilt,
   sleep,
   tcpTransfer,
   waitForPing,
@@ -16,6 +15,7 @@ import {
   type WeftNode,
   type WeftReport,
 } from "../harness/index.js";
+import { useLab } from "./support.js";
 
 /** Identity of each established connection: "address outbound|inbound". */
 function connectionKeys(r: WeftReport): string[] {
@@ -33,32 +33,22 @@ describe("three hosts, full mesh", () => {
   let meshAt: number;
   let meshConnections: string[][];
 
-  beforeAll(async () => {
-    requireWeftBuilt();
-    lab = new Lab("three-hosts");
-    await lab.guard(async () => {
-      hosts = await lab.addHosts(3);
-      eps = [];
-      for (const h of hosts)
-        eps.push(await lab.addEndpoint(`e${h.index}`, { cidr: `198.19.0.${h.index}/24` }));
-      nodes = hosts.map((h, i) =>
-        launchWeft(lab, h, {
-          taps: [eps[i]!.tapArg],
-          peers: hosts.filter((o) => o !== h).map((o) => o.ip),
-        }),
-      );
-      await waitMesh(nodes);
-      meshAt = Date.now();
-      meshConnections = await Promise.all(nodes.map(async (n) => connectionKeys(await n.report())));
-    });
-  });
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === "fail" && lab) console.error(lab.logsReport());
-  });
-
-  afterAll(async () => {
-    await lab?.cleanup();
+  useLab("three-hosts", async (made) => {
+    lab = made;
+    hosts = await lab.addHosts(3);
+    eps = [];
+    for (const h of hosts)
+      eps.push(await lab.addEndpoint(`e${h.index}`, { cidr: `198.19.0.${h.index}/24` }));
+    nodes = hosts.map((h, i) =>
+      launchWeft(lab, h, {
+        taps: [eps[i]!.tapArg],
+        peers: hosts.filter((o) => o !== h).map((o) => o.ip),
+      }),
+    );
+    await waitMesh(nodes);
+    meshAt = Date.now();
+    meshConnections = await Promise.all(nodes.map(async (n) => connectionKeys(await n.report())));
+    return {};
   });
 
   it("every router knows all three peers and has two established connections", async () => {
