@@ -18,14 +18,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -734,6 +737,210 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Netlink: raw AF_NETLINK sockets to the kernel. Messages are built and parsed in TypeScript;  */
+/* these calls only open, send and receive datagrams.                                          */
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+
+/* netlinkOpen(protocol, { netnsPath?, rcvbuf? }) -> fd */
+static napi_value netlink_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_type(env, "netlinkOpen(protocol, opts?) needs a protocol");
+  int32_t protocol, rcvbuf = 0;
+  char netns[4096] = "";
+  if (!arg_i32(env, argv[0], "protocol", &protocol)) return NULL;
+  if (protocol < 0 || protocol > 31) return throw_range(env, "netlinkOpen: protocol must be 0..31");
+  napi_valuetype t = napi_undefined;
+  if (argc >= 2) napi_typeof(env, argv[1], &t);
+  if (t == napi_object) {
+    napi_value v;
+    napi_valuetype vt;
+    napi_get_named_property(env, argv[1], "netnsPath", &v);
+    napi_typeof(env, v, &vt);
+    if (vt != napi_undefined && !arg_str(env, v, "netnsPath", netns, sizeof netns)) return NULL;
+    napi_get_named_property(env, argv[1], "rcvbuf", &v);
+    napi_typeof(env, v, &vt);
+    if (vt != napi_undefined && !arg_i32(env, v, "rcvbuf", &rcvbuf)) return NULL;
+  } else if (t != napi_undefined && t != napi_null) {
+    return throw_type(env, "opts must be an object");
+  }
+
+  char what[sizeof netns + 48];
+  snprintf(what, sizeof what, netns[0] ? "netlink protocol %d in %s" : "netlink protocol %d",
+           protocol, netns);
+
+  /* A netlink socket talks to the kernel of the namespace it was created in, for its whole
+   * life; so only socket() needs to run inside. Same enter/leave discipline as tapOpen. */
+  int home = -1;
+  if (netns[0]) {
+    home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0) return throw_errno(env, errno, "open", "/proc/thread-self/ns/net", NULL);
+    int target = open(netns, O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+      int err = errno;
+      close(home);
+      return throw_errno(env, err, "open", netns, NULL);
+    }
+    if (setns(target, CLONE_NEWNET) < 0) {
+      int err = errno;
+      close(target);
+      close(home);
+      return throw_errno(env, err, "setns", netns, NULL);
+    }
+    close(target);
+  }
+
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
+  int err = fd < 0 ? errno : 0;
+
+  if (home >= 0) {
+    /* See tapOpen: staying in the other namespace would silently misplace every later socket. */
+    if (setns(home, CLONE_NEWNET) < 0)
+      napi_fatal_error("weft_native netlinkOpen", NAPI_AUTO_LENGTH,
+                       "cannot setns() back to the original network namespace", NAPI_AUTO_LENGTH);
+    close(home);
+  }
+  if (fd < 0)
+    return throw_errno(env, err, "socket", what,
+                       err == EPROTONOSUPPORT ? "this kernel lacks that netlink family" : NULL);
+
+  set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf);
+  /* Best effort (4.3 / 4.12): CAP_ACK stops the kernel echoing the whole request in an error
+   * ack; EXT_ACK adds a message and the offending attribute to it. */
+  int one = 1;
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK; /* nl_pid 0: the kernel assigns a unique port id */
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, err, "bind", what, NULL);
+  }
+  return make_i32(env, fd);
+}
+
+/* netlinkSend(fd, buf, length) -> bytes sent */
+static napi_value netlink_send(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) return throw_type(env, "netlinkSend(fd, buf, length)");
+  int32_t fd, length;
+  uint8_t *buf;
+  size_t buflen;
+  if (!arg_i32(env, argv[0], "fd", &fd) || !ARG_BYTES(argv[1], "buf", &buf, &buflen) ||
+      !arg_i32(env, argv[2], "length", &length))
+    return NULL;
+  if (length <= 0 || (size_t)length > buflen)
+    return throw_range(env, "netlinkSend: length must be 1..buf.length");
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK; /* nl_pid 0: the kernel */
+  ssize_t n;
+  do
+    n = sendto(fd, buf, (size_t)length, 0, (struct sockaddr *)&sa, sizeof sa);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    char what[32];
+    snprintf(what, sizeof what, "fd %d", fd);
+    return throw_errno(env, errno, "sendto", what, NULL);
+  }
+  return make_i32(env, (int32_t)n);
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* netlinkRecv(fd, buf, timeoutMs) -> length of one datagram, or 0 on timeout */
+static napi_value netlink_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) return throw_type(env, "netlinkRecv(fd, buf, timeoutMs)");
+  int32_t fd, timeout;
+  uint8_t *buf;
+  size_t buflen;
+  if (!arg_i32(env, argv[0], "fd", &fd) || !ARG_BYTES(argv[1], "buf", &buf, &buflen) ||
+      !arg_i32(env, argv[2], "timeoutMs", &timeout))
+    return NULL;
+  if (timeout < 0) return throw_range(env, "netlinkRecv: timeoutMs must be >= 0");
+  char what[32];
+  snprintf(what, sizeof what, "fd %d", fd);
+
+  int64_t deadline = now_ms() + timeout;
+  for (;;) {
+    /* Peek the real size first (MSG_TRUNC reports it, copying nothing), so an oversized
+     * datagram stays queued and the caller can retry with a bigger buffer. */
+    ssize_t n = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+    if (n >= 0) {
+      if ((size_t)n > buflen) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "netlinkRecv: datagram of %zd bytes does not fit buf (%zu bytes); it is still "
+                 "queued",
+                 n, buflen);
+        return throw_range(env, msg);
+      }
+      do
+        n = recv(fd, buf, buflen, MSG_TRUNC | MSG_DONTWAIT);
+      while (n < 0 && errno == EINTR);
+      if (n < 0) return throw_errno(env, errno, "recv", what, NULL);
+      return make_i32(env, (int32_t)n);
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return throw_errno(env, errno, "recv", what,
+                         errno == ENOBUFS ? "receive buffer overrun: messages were lost" : NULL);
+    int64_t left = deadline - now_ms();
+    if (left <= 0) return make_i32(env, 0);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int r = poll(&pfd, 1, (int)left);
+    if (r < 0 && errno != EINTR) return throw_errno(env, errno, "poll", what, NULL);
+    if (r == 0) return make_i32(env, 0);
+    if (r > 0 && (pfd.revents & POLLNVAL)) return throw_errno(env, EBADF, "poll", what, NULL);
+    /* readable, error pending or interrupted: the recv above sorts it out */
+  }
+}
+
+/* netlinkPortId(fd) -> nl_pid the kernel assigned (as an unsigned 32-bit number) */
+static napi_value netlink_port_id(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_type(env, "netlinkPortId(fd)");
+  if (!arg_i32(env, argv[0], "fd", &fd)) return NULL;
+  struct sockaddr_nl sa;
+  socklen_t len = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  char what[32];
+  snprintf(what, sizeof what, "fd %d", fd);
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+    return throw_errno(env, errno, "getsockname", what, NULL);
+  if (sa.nl_family != AF_NETLINK)
+    return throw_errno(env, EAFNOSUPPORT, "getsockname", what, "not a netlink socket");
+  napi_value v;
+  napi_create_uint32(env, sa.nl_pid, &v);
+  return v;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Poller: uv_poll on an fd, calling onReadable() on the JS thread.                            */
 /*                                                                                            */
 /* Why not just uv_poll: when epoll reports POLLERR, libuv *stops* the handle and calls back   */
@@ -941,6 +1148,10 @@ NAPI_MODULE_INIT() {
       {"sendBatch", NULL, send_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pathMtu", NULL, path_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkOpen", NULL, netlink_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkSend", NULL, netlink_send, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkRecv", NULL, netlink_recv, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkPortId", NULL, netlink_port_id, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
 

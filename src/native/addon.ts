@@ -29,6 +29,13 @@ export interface UdpOptions {
   gro?: boolean;
 }
 
+export interface NetlinkOptions {
+  /** Network namespace file (e.g. /run/netns/foo) whose kernel the socket talks to. */
+  netnsPath?: string;
+  /** Receive buffer size in bytes (SO_RCVBUFFORCE, else SO_RCVBUF). */
+  rcvbuf?: number;
+}
+
 /** A uv_poll watcher for readability; survives POLLERR (see the constructor). */
 export interface Poller {
   /** Starts watching; while started the Poller cannot be garbage-collected. */
@@ -87,6 +94,10 @@ interface NativeAddon {
   ): number;
   closeFd(fd: number): void;
   pathMtu(ip: string): number;
+  netlinkOpen(protocol: number, opts?: NetlinkOptions): number;
+  netlinkSend(fd: number, buf: Buffer, length: number): number;
+  netlinkRecv(fd: number, buf: Buffer, timeoutMs: number): number;
+  netlinkPortId(fd: number): number;
   Poller: PollerConstructor;
 }
 
@@ -172,3 +183,16 @@ export const closeFd: (fd: number) => void = addon.closeFd;
 
 /** The MTU of the kernel's route to ip (IP_MTU on a connected UDP socket); sends nothing. */
 export const pathMtu: (ip: string) => number = addon.pathMtu;
+
+/** Opens a non-blocking AF_NETLINK socket for `protocol` (NETLINK_ROUTE 0, NETLINK_XFRM 6), bound with a kernel-assigned port id and NETLINK_CAP_ACK/NETLINK_EXT_ACK when available, created inside opts.netnsPath when given; returns its fd (close with closeFd). */
+export const netlinkOpen: (protocol: number, opts?: NetlinkOptions) => number = addon.netlinkOpen;
+
+/** Sends buf[0 .. length] as one datagram to the kernel (nl_pid 0); returns the bytes sent. */
+export const netlinkSend: (fd: number, buf: Buffer, length: number) => number = addon.netlinkSend;
+
+/** Waits up to timeoutMs (blocking the JS thread) for one datagram and copies it to buf; returns its length, or 0 on timeout. A datagram longer than buf throws RangeError naming its size and stays queued. */
+export const netlinkRecv: (fd: number, buf: Buffer, timeoutMs: number) => number =
+  addon.netlinkRecv;
+
+/** The port id (nl_pid) the kernel assigned to a netlink socket, as an unsigned 32-bit number. */
+export const netlinkPortId: (fd: number) => number = addon.netlinkPortId;
