@@ -122,6 +122,48 @@ static bool is_peer_error(int err) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Network namespaces: setns() moves only the calling thread, and it must always move back.  */
+
+/* Moves this thread into the network namespace at `path`; *home gets an fd of the one it
+ * left, for leave_netns. Returns false with a JS exception pending (and nothing moved). */
+static bool enter_netns(napi_env env, const char *path, int *home) {
+  *home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (*home < 0) {
+    throw_errno(env, errno, "open", "/proc/thread-self/ns/net", NULL);
+    return false;
+  }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  int err = 0;
+  const char *failed = NULL;
+  if (target < 0) {
+    err = errno;
+    failed = "open";
+  } else if (setns(target, CLONE_NEWNET) < 0) {
+    err = errno;
+    failed = "setns";
+  }
+  if (target >= 0) close(target);
+  if (failed != NULL) {
+    close(*home);
+    *home = -1;
+    throw_errno(env, err, failed, path, NULL);
+    return false;
+  }
+  return true;
+}
+
+/* Moves back to the namespace enter_netns left (no-op for home < 0). Staying in the other
+ * namespace would make every socket weft opens later land there: silent misrouting, worse
+ * than crashing, so a failed return is fatal. */
+static void leave_netns(int home, const char *who) {
+  if (home < 0) return;
+  if (setns(home, CLONE_NEWNET) < 0)
+    napi_fatal_error(who, NAPI_AUTO_LENGTH, "cannot setns() back to the original network namespace",
+                     NAPI_AUTO_LENGTH);
+  close(home);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Argument helpers: each returns false with a JS exception pending.                          */
 
 static bool arg_i32(napi_env env, napi_value v, const char *name, int32_t *out) {
@@ -217,23 +259,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
    * /dev/net/tun, so both open() and TUNSETIFF must happen inside the target namespace. setns()
    * only moves this thread; we move back before any JS runs again. */
   int home = -1;
-  if (netns[0]) {
-    home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (home < 0) return throw_errno(env, errno, "open", "/proc/thread-self/ns/net", NULL);
-    int target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-      int err = errno;
-      close(home);
-      return throw_errno(env, err, "open", netns, NULL);
-    }
-    if (setns(target, CLONE_NEWNET) < 0) {
-      int err = errno;
-      close(target);
-      close(home);
-      return throw_errno(env, err, "setns", netns, NULL);
-    }
-    close(target);
-  }
+  if (netns[0] && !enter_netns(env, netns, &home)) return NULL;
 
   const char *failed = NULL;
   int err = 0;
@@ -256,14 +282,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
     }
   }
 
-  if (home >= 0) {
-    /* Staying in the endpoint's namespace would make every socket weft opens later land there:
-     * silent misrouting. That is worse than crashing, so a failed return is fatal. */
-    if (setns(home, CLONE_NEWNET) < 0)
-      napi_fatal_error("weft_native tapOpen", NAPI_AUTO_LENGTH,
-                       "cannot setns() back to the original network namespace", NAPI_AUTO_LENGTH);
-    close(home);
-  }
+  leave_netns(home, "weft_native tapOpen");
 
   if (failed != NULL) {
     const char *hint = NULL;
@@ -782,34 +801,12 @@ static napi_value netlink_open(napi_env env, napi_callback_info info) {
   /* A netlink socket talks to the kernel of the namespace it was created in, for its whole
    * life; so only socket() needs to run inside. Same enter/leave discipline as tapOpen. */
   int home = -1;
-  if (netns[0]) {
-    home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (home < 0) return throw_errno(env, errno, "open", "/proc/thread-self/ns/net", NULL);
-    int target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-      int err = errno;
-      close(home);
-      return throw_errno(env, err, "open", netns, NULL);
-    }
-    if (setns(target, CLONE_NEWNET) < 0) {
-      int err = errno;
-      close(target);
-      close(home);
-      return throw_errno(env, err, "setns", netns, NULL);
-    }
-    close(target);
-  }
+  if (netns[0] && !enter_netns(env, netns, &home)) return NULL;
 
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
   int err = fd < 0 ? errno : 0;
 
-  if (home >= 0) {
-    /* See tapOpen: staying in the other namespace would silently misplace every later socket. */
-    if (setns(home, CLONE_NEWNET) < 0)
-      napi_fatal_error("weft_native netlinkOpen", NAPI_AUTO_LENGTH,
-                       "cannot setns() back to the original network namespace", NAPI_AUTO_LENGTH);
-    close(home);
-  }
+  leave_netns(home, "weft_native netlinkOpen");
   if (fd < 0)
     return throw_errno(env, err, "socket", what,
                        err == EPROTONOSUPPORT ? "this kernel lacks that netlink family" : NULL);
