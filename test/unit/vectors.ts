@@ -1,4 +1,24 @@
-// Byte vectors from weave-wire.md section 10, as spaced hex, shared by the codec tests.
+// Byte vectors from weave-wire.md section 10, as spaced hex, shared by the codec tests, and the
+// helpers that turn spaced hex into bytes and back.
+
+/** "aa bb cc" (any whitespace) → bytes. */
+export const hex = (s: string): Uint8Array =>
+  Uint8Array.from(s.trim().split(/\s+/), (b) => parseInt(b, 16));
+/** bytes → "aa bb cc". */
+export const toHex = (b: Uint8Array): string =>
+  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
+/** Spaced hex with any layout → canonical "aa bb cc". */
+export const norm = (s: string): string => toHex(hex(s));
+/** The parts, one after another. */
+export const concat = (...parts: Uint8Array[]): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+};
 
 const PEER_SUMMARY_DEF = `62 ff 83 03 01 01 0b 70 65 65 72 53 75 6d 6d 61 72 79 01 ff 84 00 01 06 01 08
   4e 61 6d 65 42 79 74 65 01 0a 00 01 08 4e 69 63 6b 4e 61 6d 65 01 0c 00 01 03 55 49 44 01 06 00

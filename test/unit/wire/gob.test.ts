@@ -32,22 +32,7 @@ import {
   gobStruct,
   gobUint,
 } from "../../../src/wire/gob.js";
-import { V7_B_HEX, V7_HEX } from "../vectors.js";
-
-const hex = (s: string): Uint8Array =>
-  Uint8Array.from(s.trim().split(/\s+/), (b) => parseInt(b, 16));
-const toHex = (b: Uint8Array): string =>
-  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
-const norm = (s: string): string => toHex(hex(s));
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+import { concat, hex, norm, toHex, V7_B_HEX, V7_HEX } from "../vectors.js";
 
 // --- Vectors (weave-wire.md section 10, weave-wire-vectors.txt) ---
 

@@ -22,20 +22,7 @@ import {
   gobUint,
 } from "../../../src/wire/gob.js";
 import { parsePeerName } from "../../../src/wire/peer-name.js";
-
-const hex = (s: string): Uint8Array =>
-  Uint8Array.from(s.trim().split(/\s+/), (b) => parseInt(b, 16));
-const toHex = (b: Uint8Array): string =>
-  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+import { concat, hex, toHex } from "../vectors.js";
 
 const A = parsePeerName("aa:bb:cc:dd:ee:01");
 const B = parsePeerName("aa:bb:cc:dd:ee:02");

@@ -21,13 +21,7 @@ import {
   encodeTopology,
   isSaneTcpAddr,
 } from "../../../src/wire/topology.js";
-import { V7_B_HEX, V7_HEX } from "../vectors.js";
-
-const hex = (s: string): Uint8Array =>
-  Uint8Array.from(s.trim().split(/\s+/), (b) => parseInt(b, 16));
-const toHex = (b: Uint8Array): string =>
-  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
-const norm = (s: string): string => toHex(hex(s));
+import { V7_B_HEX, V7_HEX, hex, norm, toHex } from "../vectors.js";
 
 // --- Vector V7 (weave-wire.md section 10; type ids 66, 67, 68 are that generator's)
 
