@@ -135,6 +135,19 @@ export function supersedes(
   return incoming.hasShortId && !current.hasShortId;
 }
 
+/** A peer known only from others' connection lists (spec 2.5.2): UID 0, no short id. */
+function placeholder(name: PeerName): PeerRecord {
+  return {
+    name,
+    nickname: "",
+    uid: 0n,
+    version: 0n,
+    shortId: 0,
+    hasShortId: false,
+    connections: new Map(),
+  };
+}
+
 export class Peers {
   /** Our own name. */
   readonly self: PeerName;
@@ -374,17 +387,7 @@ export class Peers {
     this.stats.rejectedSummaries += skipped;
 
     for (const [name, first] of adopt) {
-      const p: PeerRecord = first
-        ? this.recordFrom(first)
-        : {
-            name,
-            nickname: "",
-            uid: 0n,
-            version: 0n,
-            shortId: 0,
-            hasShortId: false,
-            connections: new Map(),
-          };
+      const p: PeerRecord = first ? this.recordFrom(first) : placeholder(name);
       this.byName.set(name, p);
       this.indexShortId(p);
       added.push(name);
@@ -475,15 +478,7 @@ export class Peers {
 
   private ensurePlaceholder(name: PeerName): void {
     if (this.byName.has(name)) return;
-    this.byName.set(name, {
-      name,
-      nickname: "",
-      uid: 0n,
-      version: 0n,
-      shortId: 0,
-      hasShortId: false,
-      connections: new Map(),
-    });
+    this.byName.set(name, placeholder(name));
   }
 
   /**
