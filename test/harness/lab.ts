@@ -161,6 +161,19 @@ export class Lab {
     const lan = await this.lan();
     const ns = await this.addNamespace(short);
     const lanIf = `h${index}`;
+    const ip = await this.plugIntoLan(lan, ns, lanIf, index);
+    const host: Host = { index, short, ns, ip };
+    this.hosts.set(index, host);
+    return host;
+  }
+
+  /** Joins `ns` to the lan bridge through veth `lanIf` ↔ `eth0` = 198.18.0.<index>/24. */
+  private async plugIntoLan(
+    lan: string,
+    ns: string,
+    lanIf: string,
+    index: number,
+  ): Promise<string> {
     await runOk("ip", [
       "-n",
       lan,
@@ -179,9 +192,7 @@ export class Lab {
     const ip = `${UNDERLAY_PREFIX}.${index}`;
     await runOk("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", "eth0"]);
     await runOk("ip", ["-n", ns, "link", "set", "eth0", "up"]);
-    const host: Host = { index, short, ns, ip };
-    this.hosts.set(index, host);
-    return host;
+    return ip;
   }
 
   /**
@@ -199,24 +210,7 @@ export class Lab {
     if (short.length > 15) throw new Error(`router name ${short} too long for an interface name`);
     const lan = await this.lan();
     const ns = await this.addNamespace(short);
-    await runOk("ip", [
-      "-n",
-      lan,
-      "link",
-      "add",
-      short,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      ns,
-    ]);
-    await runOk("ip", ["-n", lan, "link", "set", short, "master", "br0", "up"]);
-    const lanIp = `${UNDERLAY_PREFIX}.${lanIndex}`;
-    await runOk("ip", ["-n", ns, "addr", "add", `${lanIp}/24`, "dev", "eth0"]);
-    await runOk("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+    const lanIp = await this.plugIntoLan(lan, ns, short, lanIndex);
     await runOk("ip", [
       "-n",
       ns,
