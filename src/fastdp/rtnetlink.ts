@@ -1,6 +1,7 @@
 /**
  * rtnetlink (NETLINK_ROUTE) message builders and parsers for the fast datapath: VXLAN and
- * bridge links, link attribute changes, link dumps and bridge FDB entries. Pure codecs over
+ * bridge links, link attribute changes, bridge-port flags, link dumps and bridge FDB entries
+ * (add, delete, dump). Pure codecs over
  * ./netlink.ts; host-order fields are little-endian (see netlink.ts).
  *
  * Layouts (linux/rtnetlink.h, linux/neighbour.h):
@@ -47,6 +48,7 @@ export const IFLA_IFNAME = 3;
 export const IFLA_MTU = 4;
 export const IFLA_LINK = 5;
 export const IFLA_MASTER = 10;
+export const IFLA_PROTINFO = 12;
 export const IFLA_OPERSTATE = 16;
 export const IFLA_LINKINFO = 18;
 export const IFLA_INFO_KIND = 1;
@@ -58,7 +60,20 @@ export const IFLA_VXLAN_LOCAL = 4;
 export const IFLA_VXLAN_TTL = 5;
 export const IFLA_VXLAN_LEARNING = 7;
 export const IFLA_VXLAN_PORT = 15;
+export const IFLA_VXLAN_UDP_CSUM = 18;
 export const IFLA_VXLAN_COLLECT_METADATA = 25;
+export const IFLA_VXLAN_DF = 29;
+
+// enum ifla_vxlan_df (linux/if_link.h): the outer header's DF bit.
+export const VXLAN_DF_UNSET = 0;
+export const VXLAN_DF_SET = 1;
+export const VXLAN_DF_INHERIT = 2;
+
+// IFLA_BRPORT_* (linux/if_link.h): bridge-port attributes nested in IFLA_PROTINFO.
+export const IFLA_BRPORT_LEARNING = 8;
+export const IFLA_BRPORT_UNICAST_FLOOD = 9;
+export const IFLA_BRPORT_FLUSH = 24;
+export const IFLA_BRPORT_ISOLATED = 33;
 
 // NDA_* (linux/neighbour.h)
 export const NDA_DST = 1;
@@ -204,8 +219,15 @@ export interface VxlanOptions {
   local?: string;
   /** Underlay device ifindex. */
   link?: number;
+  /** Learn remote MACs from received frames (IFLA_VXLAN_LEARNING); kernel default on. */
   learning?: boolean;
   collectMetadata?: boolean;
+  /** Outer IPv4 TTL, 1..255 (IFLA_VXLAN_TTL); kernel default 0 = the route's hop limit. */
+  ttl?: number;
+  /** Outer DF bit: true = always set, false = never, "inherit" = from the inner IPv4 header. */
+  df?: boolean | "inherit";
+  /** Outer UDP checksum over IPv4 (IFLA_VXLAN_UDP_CSUM); false sends a zero checksum. */
+  udpCsum?: boolean;
   mtu?: number;
 }
 
@@ -233,6 +255,18 @@ export function buildNewVxlan(opts: VxlanOptions, seq = 0): Buffer {
       if (opts.collectMetadata !== undefined) {
         d.u8(IFLA_VXLAN_COLLECT_METADATA, opts.collectMetadata ? 1 : 0);
       }
+      if (opts.ttl !== undefined) {
+        if (!Number.isInteger(opts.ttl) || opts.ttl < 1 || opts.ttl > 255) {
+          throw new RangeError(`bad VXLAN TTL: ${opts.ttl}`);
+        }
+        d.u8(IFLA_VXLAN_TTL, opts.ttl);
+      }
+      if (opts.df !== undefined) {
+        const df =
+          opts.df === "inherit" ? VXLAN_DF_INHERIT : opts.df ? VXLAN_DF_SET : VXLAN_DF_UNSET;
+        d.u8(IFLA_VXLAN_DF, df);
+      }
+      if (opts.udpCsum !== undefined) d.u8(IFLA_VXLAN_UDP_CSUM, opts.udpCsum ? 1 : 0);
     });
   });
   return m.build();
@@ -284,9 +318,63 @@ export function buildSetLink(opts: SetLinkOptions, seq = 0): Buffer {
   return m.build();
 }
 
+export interface BridgePortOptions {
+  /** The port's ifindex (a device enslaved to a bridge). */
+  index: number;
+  /** Isolated ports never exchange frames with each other through the bridge. */
+  isolated?: boolean;
+  /** The bridge learns source MACs seen on this port. */
+  learning?: boolean;
+  /** Unknown-unicast frames are flooded to this port. */
+  unicastFlood?: boolean;
+  /** Forget every MAC the bridge learned on this port (IFLA_BRPORT_FLUSH; static ones stay). */
+  flush?: boolean;
+}
+
+/**
+ * Bridge-port flags: RTM_SETLINK (REQUEST|ACK), family AF_BRIDGE, IFLA_PROTINFO (nested) with
+ * IFLA_BRPORT_* u8 attributes; flags left undefined are untouched. The kernel answers
+ * EOPNOTSUPP when the device is not enslaved to a bridge.
+ */
+export function buildSetBridgePort(opts: BridgePortOptions, seq = 0): Buffer {
+  checkIndex(opts.index);
+  const flags: [number, boolean | undefined][] = [
+    [IFLA_BRPORT_LEARNING, opts.learning],
+    [IFLA_BRPORT_UNICAST_FLOOD, opts.unicastFlood],
+    [IFLA_BRPORT_ISOLATED, opts.isolated],
+  ];
+  if (flags.every(([, v]) => v === undefined) && opts.flush !== true) {
+    throw new RangeError("buildSetBridgePort: no bridge-port flag to set");
+  }
+  const m = new MessageBuilder(RTM_SETLINK, REQ_ACK, seq);
+  m.struct(encodeIfinfomsg({ family: AF_BRIDGE, index: opts.index }));
+  m.nested(IFLA_PROTINFO, (p) => {
+    for (const [type, value] of flags) if (value !== undefined) p.u8(type, value ? 1 : 0);
+    if (opts.flush === true) p.flag(IFLA_BRPORT_FLUSH);
+  });
+  return m.build();
+}
+
 /** RTM_DELLINK by ifindex or by name (REQUEST|ACK). */
 export function buildDelLink(target: { index: number } | { name: string }, seq = 0): Buffer {
   const m = new MessageBuilder(RTM_DELLINK, REQ_ACK, seq);
+  if ("index" in target) {
+    checkIndex(target.index);
+    m.struct(encodeIfinfomsg({ index: target.index }));
+  } else {
+    checkIfname(target.name);
+    m.struct(encodeIfinfomsg());
+    m.string(IFLA_IFNAME, target.name);
+  }
+  return m.build();
+}
+
+/**
+ * RTM_GETLINK for one link by ifindex or name (REQUEST|ACK, not a dump): the kernel answers
+ * with one RTM_NEWLINK, then the ACK; ENODEV if there is no such link.
+ */
+export function buildGetLink(target: { index: number } | { name: string }, seq = 0): Buffer {
+  const m = new MessageBuilder(RTM_GETLINK, REQ_ACK, seq);
   if ("index" in target) {
     checkIndex(target.index);
     m.struct(encodeIfinfomsg({ index: target.index }));
@@ -313,8 +401,21 @@ export interface LinkInfo {
   name: string;
   flags: number;
   mtu: number;
+  /** IFLA_INFO_KIND: "bridge", "vxlan", "veth", ...; absent for plain devices (lo, eth0). */
   kind?: string;
+  /** IFLA_MASTER: ifindex of the bridge (or bond, VRF) the link is enslaved to. */
   master?: number;
+  /** For kind "vxlan", from IFLA_INFO_DATA. */
+  vxlan?: VxlanInfo;
+}
+
+export interface VxlanInfo {
+  /** IFLA_VXLAN_ID: the VNI the device receives (and sends when an FDB remote names none). */
+  vni: number;
+  /** IFLA_VXLAN_PORT: UDP destination port (and the port it listens on). */
+  port?: number;
+  /** IFLA_VXLAN_LOCAL, when IPv4. */
+  local?: string;
 }
 
 /** Decodes one RTM_NEWLINK message (dump reply or notification). */
@@ -330,8 +431,21 @@ export function parseLinkMessage(msg: NetlinkMessage): LinkInfo {
     flags: hdr.flags,
     mtu: attrs.requireU32(IFLA_MTU),
   };
-  const kind = attrs.nested(IFLA_LINKINFO)?.string(IFLA_INFO_KIND);
+  const linkinfo = attrs.nested(IFLA_LINKINFO);
+  const kind = linkinfo?.string(IFLA_INFO_KIND);
   if (kind !== undefined) link.kind = kind;
+  if (kind === "vxlan") {
+    const data = linkinfo?.nested(IFLA_INFO_DATA);
+    const vni = data?.u32(IFLA_VXLAN_ID);
+    if (data !== undefined && vni !== undefined) {
+      const vxlan: VxlanInfo = { vni };
+      const port = data.u16be(IFLA_VXLAN_PORT);
+      if (port !== undefined) vxlan.port = port;
+      const local = data.get(IFLA_VXLAN_LOCAL);
+      if (local !== undefined && local.length === 4) vxlan.local = formatIpv4(local);
+      link.vxlan = vxlan;
+    }
+  }
   const master = attrs.u32(IFLA_MASTER);
   if (master !== undefined) link.master = master;
   return link;
@@ -344,27 +458,42 @@ export interface LinkDumpResult {
 }
 
 /**
- * Collects links from one received batch of a dump. NLMSG_ERROR with a non-zero errno or an
- * NLMSG_DONE with a negative status throws NetlinkError; other message types are skipped.
+ * Collects the messages of type `type` from one received batch of a dump, decoded by `parse`;
+ * stops at NLMSG_DONE. NLMSG_ERROR with a non-zero errno or an NLMSG_DONE with a negative status
+ * throws NetlinkError; other message types are skipped.
  */
-export function parseLinkDump(msgs: readonly NetlinkMessage[]): LinkDumpResult {
-  const links: LinkInfo[] = [];
+function collectDump<T>(
+  msgs: readonly NetlinkMessage[],
+  what: string,
+  type: number,
+  parse: (msg: NetlinkMessage) => T,
+): { items: T[]; done: boolean } {
+  const items: T[] = [];
   for (const msg of msgs) {
     if (msg.ack !== undefined) {
       if (msg.ack.errno !== 0) {
-        throw new NetlinkError("bad-value", `link dump failed: errno ${msg.ack.errno}`);
+        throw new NetlinkError("bad-value", `${what} failed: errno ${msg.ack.errno}`);
       }
       continue;
     }
     if (msg.type === NLMSG_DONE) {
       if (msg.doneStatus !== undefined && msg.doneStatus < 0) {
-        throw new NetlinkError("bad-value", `link dump failed: errno ${-msg.doneStatus}`);
+        throw new NetlinkError("bad-value", `${what} failed: errno ${-msg.doneStatus}`);
       }
-      return { links, done: true };
+      return { items, done: true };
     }
-    if (msg.type === RTM_NEWLINK) links.push(parseLinkMessage(msg));
+    if (msg.type === type) items.push(parse(msg));
   }
-  return { links, done: false };
+  return { items, done: false };
+}
+
+/**
+ * Collects links from one received batch of a dump. NLMSG_ERROR with a non-zero errno or an
+ * NLMSG_DONE with a negative status throws NetlinkError; other message types are skipped.
+ */
+export function parseLinkDump(msgs: readonly NetlinkMessage[]): LinkDumpResult {
+  const { items, done } = collectDump(msgs, "link dump", RTM_NEWLINK, parseLinkMessage);
+  return { links: items, done };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,8 +506,10 @@ export interface FdbEntry {
   lladdr: string;
   /** Remote VTEP IPv4 (NDA_DST). */
   dst?: string;
-  /** Per-entry VNI (NDA_VNI), for collect-metadata devices. */
+  /** Remote VNI (NDA_VNI): what a vxlan device puts in frames sent to `dst`. */
   vni?: number;
+  /** Remote UDP port (NDA_PORT), when not the device's own destination port. */
+  port?: number;
 }
 
 /** How RTM_NEWNEIGH treats an existing entry: EXCL, APPEND (vxlan multi-dst) or REPLACE. */
@@ -403,24 +534,44 @@ function fdbBuilder(type: number, flags: number, e: FdbEntry, seq: number): Mess
     }
     m.u32(NDA_VNI, e.vni);
   }
+  if (e.port !== undefined) {
+    if (!Number.isInteger(e.port) || e.port < 1 || e.port > 0xffff) {
+      throw new RangeError(`bad FDB port: ${e.port}`);
+    }
+    m.u16be(NDA_PORT, e.port);
+  }
   return m;
 }
 
-/** RTM_NEWNEIGH, family AF_BRIDGE, NTF_SELF, NUD_PERMANENT. */
+/**
+ * RTM_NEWNEIGH, family AF_BRIDGE, NTF_SELF, NUD_PERMANENT. A vxlan device refuses "replace" for
+ * the all-zero and multicast MACs (EOPNOTSUPP, "Cannot replace non-unicast fdb entries"): those
+ * entries hold a list of remotes, grown with "append" and shrunk with buildFdbDel.
+ */
 export function buildFdbAdd(e: FdbEntry, mode: FdbAddMode = "replace", seq = 0): Buffer {
   const modeFlag = mode === "add" ? NLM_F_EXCL : mode === "append" ? NLM_F_APPEND : NLM_F_REPLACE;
   return fdbBuilder(RTM_NEWNEIGH, REQ_ACK | NLM_F_CREATE | modeFlag, e, seq).build();
 }
 
-/** RTM_DELNEIGH for the same key (lladdr [+ dst, vni]). */
+/**
+ * RTM_DELNEIGH for the same key. On a vxlan device, with `dst` only the matching remote
+ * (dst, vni, port; absent ones mean the device's own) goes; without it, the whole entry.
+ */
 export function buildFdbDel(e: FdbEntry, seq = 0): Buffer {
   return fdbBuilder(RTM_DELNEIGH, REQ_ACK, e, seq).build();
 }
 
 export interface NeighbourInfo extends NdMsg {
   lladdr?: string;
+  /** NDA_DST when it is an IPv4 address (IPv6 destinations are left out). */
   dst?: string;
+  /** NDA_VNI. A vxlan device reports it only when it differs from the device's own VNI. */
   vni?: number;
+  /** NDA_PORT (UDP, host order). A vxlan device reports it only when it differs from its own. */
+  port?: number;
+  /** NDA_VLAN. */
+  vlan?: number;
+  /** NDA_MASTER: the bridge, for entries of the bridge's own table. */
   master?: number;
 }
 
@@ -440,7 +591,40 @@ export function parseNeighbourMessage(msg: NetlinkMessage): NeighbourInfo {
   if (dst !== undefined && dst.length === 4) info.dst = formatIpv4(dst);
   const vni = attrs.u32(NDA_VNI);
   if (vni !== undefined) info.vni = vni;
+  const port = attrs.u16be(NDA_PORT);
+  if (port !== undefined) info.port = port;
+  const vlan = attrs.u16(NDA_VLAN);
+  if (vlan !== undefined) info.vlan = vlan;
   const master = attrs.u32(NDA_MASTER);
   if (master !== undefined) info.master = master;
   return info;
+}
+
+/**
+ * RTM_GETNEIGH dump of bridge FDB entries (REQUEST|DUMP, family AF_BRIDGE), of one device when
+ * `ifindex` is given. The header is an ifinfomsg (like iproute2's `bridge fdb show dev X`): on a
+ * socket without NETLINK_GET_STRICT_CHK the kernel filters on its ifi_index only then (an ndmsg
+ * header would dump every device). For a bridge port the reply holds both the bridge's entries
+ * for the port (NTF_MASTER, with NDA_MASTER) and the device's own (NTF_SELF, e.g. vxlan remotes).
+ */
+export function buildGetFdbDump(ifindex?: number, seq = 0): Buffer {
+  if (ifindex !== undefined) checkIndex(ifindex);
+  return new MessageBuilder(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, seq)
+    .struct(encodeIfinfomsg({ family: AF_BRIDGE, index: ifindex ?? 0 }))
+    .build();
+}
+
+export interface FdbDumpResult {
+  entries: NeighbourInfo[];
+  /** True once NLMSG_DONE has been seen (the dump is complete). */
+  done: boolean;
+}
+
+/**
+ * Collects FDB entries (RTM_NEWNEIGH of family AF_BRIDGE) from one received batch of a dump;
+ * errors as in parseLinkDump. Entries of other families are skipped.
+ */
+export function parseFdbDump(msgs: readonly NetlinkMessage[]): FdbDumpResult {
+  const { items, done } = collectDump(msgs, "fdb dump", RTM_NEWNEIGH, parseNeighbourMessage);
+  return { entries: items.filter((e) => e.family === AF_BRIDGE), done };
 }

@@ -12,11 +12,16 @@ import {
 import {
   buildDelLink,
   buildFdbAdd,
+  buildGetFdbDump,
+  buildGetLink,
   buildGetLinkDump,
   buildNewBridge,
   buildNewVxlan,
+  buildSetBridgePort,
   buildSetLink,
+  parseFdbDump,
   parseLinkDump,
+  parseLinkMessage,
   type LinkInfo,
 } from "../../src/fastdp/rtnetlink.js";
 
@@ -80,6 +85,59 @@ describe("rtnetlink from weft's codec", () => {
       encoding: "utf8",
     });
     expect(fdb).toMatch(/^00:00:00:00:00:00 dst 198\.18\.0\.2 /m);
+  });
+
+  it("adds a remote with its own VNI and port, and reads it back from an FDB dump", () => {
+    const vxlan = link("vx42");
+    sock.request(
+      buildFdbAdd(
+        {
+          ifindex: vxlan.index,
+          lladdr: "00:00:00:00:00:00",
+          dst: "198.18.0.3",
+          vni: 0x001002,
+          port: 6784,
+        },
+        "append",
+      ),
+      "append fdb remote",
+    );
+    const entries = parseFdbDump(sock.dump(buildGetFdbDump(vxlan.index), "fdb dump")).entries;
+    const remotes = entries.filter((e) => e.lladdr === "00:00:00:00:00:00");
+    expect(remotes.map((e) => ({ dst: e.dst, vni: e.vni, port: e.port }))).toEqual([
+      { dst: "198.18.0.2", vni: undefined, port: undefined }, // the device's own VNI and port
+      { dst: "198.18.0.3", vni: 0x001002, port: 6784 },
+    ]);
+    expect(entries.every((e) => e.ifindex === vxlan.index)).toBe(true);
+    // The bridge's own entry for its port (the device's MAC), from the same dump.
+    expect(entries.some((e) => e.master === link("wbr0").index)).toBe(true);
+  });
+
+  it("sets bridge-port flags with AF_BRIDGE RTM_SETLINK", () => {
+    const vxlan = link("vx42");
+    sock.request(
+      buildSetBridgePort({ index: vxlan.index, isolated: true, learning: false }),
+      "port flags",
+    );
+    const [port] = JSON.parse(
+      execFileSync(
+        "ip",
+        ["netns", "exec", NS, "bridge", "-d", "-j", "link", "show", "dev", "vx42"],
+        {
+          encoding: "utf8",
+        },
+      ),
+    ) as { isolated: boolean; learning: boolean }[];
+    expect(port).toMatchObject({ isolated: true, learning: false });
+  });
+
+  it("gets one link by name, and answers ENODEV for a missing one", () => {
+    const [reply] = sock.dump(buildGetLink({ name: "vx42" }), "get link");
+    const got = parseLinkMessage(reply!);
+    expect(got).toMatchObject({ name: "vx42", kind: "vxlan", vxlan: { vni: 42, port: 4789 } });
+    expect(() => sock.dump(buildGetLink({ name: "nothere" }), "get link")).toThrow(/errno 19/);
+    const [again] = sock.dump(buildGetLink({ index: got.index }), "get link by index");
+    expect(parseLinkMessage(again!).name).toBe("vx42");
   });
 
   it("reports the kernel's refusal with its errno, and deletes by name", () => {

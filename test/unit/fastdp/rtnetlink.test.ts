@@ -19,37 +19,54 @@ import {
 } from "../../../src/fastdp/netlink.js";
 import {
   AF_BRIDGE,
+  AF_INET,
   buildDelLink,
   buildFdbAdd,
   buildFdbDel,
+  buildGetFdbDump,
+  buildGetLink,
   buildGetLinkDump,
   buildNewBridge,
   buildNewVxlan,
+  buildSetBridgePort,
   buildSetLink,
   encodeIfinfomsg,
   encodeNdmsg,
   IFF_UP,
   IFINFOMSG_SIZE,
+  IFLA_BRPORT_FLUSH,
+  IFLA_BRPORT_ISOLATED,
+  IFLA_BRPORT_LEARNING,
+  IFLA_BRPORT_UNICAST_FLOOD,
   IFLA_IFNAME,
   IFLA_INFO_DATA,
   IFLA_INFO_KIND,
   IFLA_LINKINFO,
   IFLA_MASTER,
   IFLA_MTU,
+  IFLA_PROTINFO,
   IFLA_VXLAN_COLLECT_METADATA,
+  IFLA_VXLAN_DF,
   IFLA_VXLAN_ID,
   IFLA_VXLAN_LEARNING,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
   IFLA_VXLAN_PORT,
+  IFLA_VXLAN_TTL,
+  IFLA_VXLAN_UDP_CSUM,
   ipv4Bytes,
   macBytes,
   NDA_DST,
   NDA_LLADDR,
+  NDA_MASTER,
+  NDA_PORT,
+  NDA_VLAN,
   NDA_VNI,
   NDMSG_SIZE,
+  NTF_MASTER,
   NTF_SELF,
   NUD_PERMANENT,
+  parseFdbDump,
   parseIfinfomsg,
   parseLinkDump,
   parseLinkMessage,
@@ -58,9 +75,13 @@ import {
   RTM_DELLINK,
   RTM_DELNEIGH,
   RTM_GETLINK,
+  RTM_GETNEIGH,
   RTM_NEWLINK,
   RTM_NEWNEIGH,
   RTM_SETLINK,
+  VXLAN_DF_INHERIT,
+  VXLAN_DF_SET,
+  VXLAN_DF_UNSET,
 } from "../../../src/fastdp/rtnetlink.js";
 
 const le16 = (v: number): number[] => [v & 0xff, (v >> 8) & 0xff];
@@ -84,6 +105,10 @@ function rawIfinfo(index: number, flags: number): number[] {
   return [0, 0, ...le16(1), ...le32(index), ...le32(flags), ...le32(0)];
 }
 
+function rawNdmsg(family: number, ifindex: number, state: number, flags: number): number[] {
+  return [family, 0, 0, 0, ...le32(ifindex), ...le16(state), flags, 0];
+}
+
 function one(buf: Buffer): NetlinkMessage {
   const msgs = parseMessages(buf);
   expect(msgs).toHaveLength(1);
@@ -99,6 +124,11 @@ describe("constants and fixed headers", () => {
       1, 3, 4, 7,
     ]);
     expect([IFLA_VXLAN_PORT, IFLA_VXLAN_COLLECT_METADATA]).toEqual([15, 25]);
+    expect([IFLA_VXLAN_TTL, IFLA_VXLAN_UDP_CSUM, IFLA_VXLAN_DF]).toEqual([5, 18, 29]);
+    expect([VXLAN_DF_UNSET, VXLAN_DF_SET, VXLAN_DF_INHERIT]).toEqual([0, 1, 2]);
+    expect([IFLA_PROTINFO, IFLA_BRPORT_LEARNING, IFLA_BRPORT_UNICAST_FLOOD]).toEqual([12, 8, 9]);
+    expect([IFLA_BRPORT_FLUSH, IFLA_BRPORT_ISOLATED]).toEqual([24, 33]);
+    expect([RTM_GETNEIGH, NDA_VLAN, NDA_PORT, NDA_MASTER, NTF_MASTER]).toEqual([30, 5, 6, 9, 4]);
     expect([NDA_DST, NDA_LLADDR, NDA_VNI, NTF_SELF, NUD_PERMANENT, AF_BRIDGE]).toEqual([
       1, 2, 7, 2, 0x80, 7,
     ]);
@@ -344,5 +374,287 @@ describe("FDB entries", () => {
     }
     expect([...macBytes("02:FF:00:10:20:30")]).toEqual([2, 255, 0, 16, 32, 48]);
     expect(() => macBytes("02:ff:00:10:20:3")).toThrow(RangeError);
+  });
+});
+
+describe("fast datapath additions", () => {
+  const nested = (type: number, value: number[]): number[] => rawAttr(type | NLA_F_NESTED, value);
+
+  it("VXLAN with ttl, df, learning off and no UDP checksum is byte-exact", () => {
+    const b = buildNewVxlan(
+      {
+        name: "vx1",
+        vni: 0x002001,
+        port: 6784,
+        local: "198.18.0.1",
+        ttl: 64,
+        df: true,
+        learning: false,
+        udpCsum: false,
+        mtu: 1376,
+      },
+      5,
+    );
+    expect([...b]).toEqual([
+      ...le32(124), ...le16(RTM_NEWLINK), ...le16(0x605), ...le32(5), ...le32(0),
+      ...Array<number>(16).fill(0),
+      8, 0, 3, 0, 0x76, 0x78, 0x31, 0, // IFLA_IFNAME "vx1\0"
+      8, 0, 4, 0, ...le32(1376), // IFLA_MTU
+      76, 0, 18, 0x80, // IFLA_LINKINFO
+      10, 0, 1, 0, 0x76, 0x78, 0x6c, 0x61, 0x6e, 0, 0, 0, // IFLA_INFO_KIND "vxlan\0"
+      60, 0, 2, 0x80, // IFLA_INFO_DATA
+      8, 0, 1, 0, 0x01, 0x20, 0, 0, // IFLA_VXLAN_ID 0x002001
+      6, 0, 15, 0, 0x1a, 0x80, 0, 0, // IFLA_VXLAN_PORT be16 6784
+      8, 0, 4, 0, 198, 18, 0, 1, // IFLA_VXLAN_LOCAL
+      5, 0, 7, 0, 0, 0, 0, 0, // IFLA_VXLAN_LEARNING 0
+      5, 0, 5, 0, 64, 0, 0, 0, // IFLA_VXLAN_TTL 64
+      5, 0, 29, 0, 1, 0, 0, 0, // IFLA_VXLAN_DF set
+      5, 0, 18, 0, 0, 0, 0, 0, // IFLA_VXLAN_UDP_CSUM 0
+    ]); // prettier-ignore
+  });
+
+  it("VXLAN df variants, checksums and learning on parse back; bad ttl is refused", () => {
+    const data = (o: Parameters<typeof buildNewVxlan>[0]) =>
+      parseAttributes(one(buildNewVxlan(o)).payload, IFINFOMSG_SIZE)
+        .nested(IFLA_LINKINFO)!
+        .nested(IFLA_INFO_DATA)!;
+    const inherit = data({ name: "v", vni: 1, df: "inherit", udpCsum: true, learning: true });
+    expect(inherit.u8(IFLA_VXLAN_DF)).toBe(VXLAN_DF_INHERIT);
+    expect(inherit.u8(IFLA_VXLAN_UDP_CSUM)).toBe(1);
+    expect(inherit.u8(IFLA_VXLAN_LEARNING)).toBe(1);
+    expect(data({ name: "v", vni: 1, df: false }).u8(IFLA_VXLAN_DF)).toBe(VXLAN_DF_UNSET);
+    const plain = data({ name: "v", vni: 1 });
+    for (const t of [IFLA_VXLAN_DF, IFLA_VXLAN_TTL, IFLA_VXLAN_UDP_CSUM, IFLA_VXLAN_LEARNING]) {
+      expect(plain.has(t)).toBe(false);
+    }
+    for (const ttl of [0, 256, 1.5, -1]) {
+      expect(() => buildNewVxlan({ name: "v", vni: 1, ttl })).toThrow(RangeError);
+    }
+    expect(data({ name: "v", vni: 1, ttl: 255 }).u8(IFLA_VXLAN_TTL)).toBe(255);
+  });
+
+  it("bridge-port flags: RTM_SETLINK, AF_BRIDGE, IFLA_PROTINFO nested, byte-exact", () => {
+    const b = buildSetBridgePort({ index: 7, isolated: true, learning: false }, 3);
+    expect([...b]).toEqual([
+      ...le32(52), ...le16(RTM_SETLINK), ...le16(NLM_F_REQUEST | NLM_F_ACK), ...le32(3), ...le32(0),
+      7, 0, 0, 0, ...le32(7), ...le32(0), ...le32(0), // ifinfomsg, family AF_BRIDGE
+      20, 0, 12, 0x80, // IFLA_PROTINFO | NLA_F_NESTED
+      5, 0, 8, 0, 0, 0, 0, 0, // IFLA_BRPORT_LEARNING 0
+      5, 0, 33, 0, 1, 0, 0, 0, // IFLA_BRPORT_ISOLATED 1
+    ]); // prettier-ignore
+    expect([...buildSetBridgePort({ index: 7, flush: true }, 4)]).toEqual([
+      ...le32(40), ...le16(RTM_SETLINK), ...le16(NLM_F_REQUEST | NLM_F_ACK), ...le32(4), ...le32(0),
+      7, 0, 0, 0, ...le32(7), ...le32(0), ...le32(0),
+      8, 0, 12, 0x80,
+      4, 0, 24, 0, // IFLA_BRPORT_FLUSH (flag)
+    ]); // prettier-ignore
+    const all = parseAttributes(
+      one(buildSetBridgePort({ index: 2, isolated: false, learning: true, unicastFlood: false }))
+        .payload,
+      IFINFOMSG_SIZE,
+    ).nested(IFLA_PROTINFO)!;
+    expect(all.list.map((a) => [a.type, a.value[0]])).toEqual([
+      [IFLA_BRPORT_LEARNING, 1],
+      [IFLA_BRPORT_UNICAST_FLOOD, 0],
+      [IFLA_BRPORT_ISOLATED, 0],
+    ]);
+    expect(() => buildSetBridgePort({ index: 2 })).toThrow(RangeError);
+    expect(() => buildSetBridgePort({ index: 2, flush: false })).toThrow(RangeError);
+    expect(() => buildSetBridgePort({ index: 0, isolated: true })).toThrow(RangeError);
+  });
+
+  it("get one link by name or index is byte-exact", () => {
+    expect([...buildGetLink({ name: "vx1" }, 2)]).toEqual([
+      ...le32(40), ...le16(RTM_GETLINK), ...le16(NLM_F_REQUEST | NLM_F_ACK), ...le32(2), ...le32(0),
+      ...Array<number>(16).fill(0),
+      8, 0, 3, 0, 0x76, 0x78, 0x31, 0,
+    ]); // prettier-ignore
+    expect([...buildGetLink({ index: 9 }, 3)]).toEqual([
+      ...le32(32), ...le16(RTM_GETLINK), ...le16(NLM_F_REQUEST | NLM_F_ACK), ...le32(3), ...le32(0),
+      0, 0, 0, 0, ...le32(9), ...le32(0), ...le32(0),
+    ]); // prettier-ignore
+    expect(() => buildGetLink({ name: "x/y" })).toThrow(RangeError);
+    expect(() => buildGetLink({ index: 0 })).toThrow(RangeError);
+  });
+
+  it("FDB dump request is byte-exact: ifinfomsg, AF_BRIDGE, the device's index", () => {
+    expect([...buildGetFdbDump(7, 4)]).toEqual([
+      ...le32(32), ...le16(RTM_GETNEIGH), ...le16(NLM_F_REQUEST | NLM_F_DUMP), ...le32(4),
+      ...le32(0), 7, 0, 0, 0, ...le32(7), ...le32(0), ...le32(0),
+    ]); // prettier-ignore
+    expect([...buildGetFdbDump(undefined, 4)]).toEqual([
+      ...le32(32), ...le16(RTM_GETNEIGH), ...le16(NLM_F_REQUEST | NLM_F_DUMP), ...le32(4),
+      ...le32(0), 7, 0, 0, 0, ...le32(0), ...le32(0), ...le32(0),
+    ]); // prettier-ignore
+    expect(() => buildGetFdbDump(-3)).toThrow(RangeError);
+  });
+
+  it("FDB entry with remote VNI and port on a vxlan device is byte-exact", () => {
+    const b = buildFdbAdd(
+      { ifindex: 7, lladdr: "00:00:00:00:00:00", dst: "198.18.0.2", vni: 0x001002, port: 4789 },
+      "append",
+      8,
+    );
+    expect([...b]).toEqual([
+      ...le32(64), ...le16(RTM_NEWNEIGH), ...le16(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND),
+      ...le32(8), ...le32(0),
+      7, 0, 0, 0, ...le32(7), 0x80, 0, 2, 0, // ndmsg
+      10, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, // NDA_LLADDR
+      8, 0, 1, 0, 198, 18, 0, 2, // NDA_DST
+      8, 0, 7, 0, 0x02, 0x10, 0, 0, // NDA_VNI u32 0x001002
+      6, 0, 6, 0, 0x12, 0xb5, 0, 0, // NDA_PORT be16 4789
+    ]); // prettier-ignore
+    for (const port of [0, 65536, 1.5]) {
+      expect(() => buildFdbAdd({ ifindex: 7, lladdr: "00:00:00:00:00:00", port })).toThrow(
+        RangeError,
+      );
+    }
+  });
+
+  const selfEntry = rawMsg(RTM_NEWNEIGH, NLM_F_MULTI, 4, [
+    ...rawNdmsg(AF_BRIDGE, 5, NUD_PERMANENT, NTF_SELF),
+    ...rawAttr(NDA_LLADDR, [0, 0, 0, 0, 0, 0]),
+    ...rawAttr(NDA_DST, [198, 18, 0, 2]),
+    ...rawAttr(NDA_PORT, [0x12, 0xb5]),
+    ...rawAttr(NDA_VNI, le32(0x001002)),
+    ...rawAttr(3, Array<number>(16).fill(1)), // NDA_CACHEINFO: ignored
+  ]);
+  const learned = rawMsg(RTM_NEWNEIGH, NLM_F_MULTI, 4, [
+    ...rawNdmsg(AF_BRIDGE, 5, 0x02, NTF_MASTER),
+    ...rawAttr(NDA_LLADDR, [0xaa, 0xbb, 0xcc, 0, 0, 1]),
+    ...rawAttr(NDA_VLAN, le16(1)),
+    ...rawAttr(NDA_MASTER, le32(4)),
+  ]);
+  const arp = rawMsg(RTM_NEWNEIGH, NLM_F_MULTI, 4, [
+    ...rawNdmsg(AF_INET, 5, 0x02, 0),
+    ...rawAttr(NDA_DST, [198, 18, 0, 9]),
+  ]);
+  const done = rawMsg(NLMSG_DONE, NLM_F_MULTI, 4, le32(0));
+
+  it("parses an FDB dump: the vxlan's own remotes and the bridge's entries", () => {
+    const msgs = parseMessages(Buffer.from([...selfEntry, ...learned, ...arp, ...done]));
+    expect(parseFdbDump(msgs)).toEqual({
+      done: true,
+      entries: [
+        {
+          family: AF_BRIDGE,
+          ifindex: 5,
+          state: NUD_PERMANENT,
+          flags: NTF_SELF,
+          type: 0,
+          lladdr: "00:00:00:00:00:00",
+          dst: "198.18.0.2",
+          port: 4789,
+          vni: 0x001002,
+        },
+        {
+          family: AF_BRIDGE,
+          ifindex: 5,
+          state: 0x02,
+          flags: NTF_MASTER,
+          type: 0,
+          lladdr: "aa:bb:cc:00:00:01",
+          vlan: 1,
+          master: 4,
+        },
+      ],
+    });
+    expect(parseFdbDump(parseMessages(Buffer.from(selfEntry))).done).toBe(false);
+  });
+
+  it("surfaces FDB dump errors and malformed entries as NetlinkError", () => {
+    const err = rawMsg(NLMSG_ERROR, 0, 4, [
+      ...le32(-95 >>> 0),
+      ...rawMsg(RTM_GETNEIGH, 0x301, 4, []),
+    ]);
+    expect(() => parseFdbDump(parseMessages(Buffer.from(err)))).toThrow(
+      /fdb dump failed: errno 95/,
+    );
+    const doneErr = rawMsg(NLMSG_DONE, NLM_F_MULTI, 4, le32(-16 >>> 0));
+    expect(() => parseFdbDump(parseMessages(Buffer.from(doneErr)))).toThrow(NetlinkError);
+    const bad = (attr: number[]) =>
+      parseMessages(
+        Buffer.from(rawMsg(RTM_NEWNEIGH, 2, 4, [...rawNdmsg(AF_BRIDGE, 5, 0x80, 2), ...attr])),
+      );
+    expect(() => parseFdbDump(bad(rawAttr(NDA_LLADDR, [1, 2, 3])))).toThrow(NetlinkError);
+    expect(() => parseFdbDump(bad(rawAttr(NDA_VNI, [1, 2])))).toThrow(NetlinkError);
+    expect(() => parseFdbDump(bad(rawAttr(NDA_PORT, [1, 2, 3])))).toThrow(NetlinkError);
+    expect(() => parseFdbDump(bad(rawAttr(NDA_VLAN, [1])))).toThrow(NetlinkError);
+    const short = rawMsg(RTM_NEWNEIGH, 2, 4, [7, 0, 0, 0, 5, 0]);
+    expect(() => parseFdbDump(parseMessages(Buffer.from(short)))).toThrow(NetlinkError);
+  });
+
+  it("reads a VXLAN link's VNI, port and local address from a link message", () => {
+    const vx = rawMsg(RTM_NEWLINK, 0, 1, [
+      ...rawIfinfo(8, 0x1043),
+      ...rawAttr(IFLA_IFNAME, str("wvx")),
+      ...rawAttr(IFLA_MTU, le32(1376)),
+      ...nested(IFLA_LINKINFO, [
+        ...rawAttr(IFLA_INFO_KIND, str("vxlan")),
+        ...nested(IFLA_INFO_DATA, [
+          ...rawAttr(IFLA_VXLAN_ID, le32(0x002001)),
+          ...rawAttr(IFLA_VXLAN_LOCAL, [198, 18, 0, 1]),
+          ...rawAttr(IFLA_VXLAN_PORT, [0x1a, 0x80]),
+          ...rawAttr(IFLA_VXLAN_TTL, [64]),
+        ]),
+      ]),
+    ]);
+    expect(parseLinkMessage(one(Buffer.from(vx)))).toEqual({
+      index: 8,
+      name: "wvx",
+      flags: 0x1043,
+      mtu: 1376,
+      kind: "vxlan",
+      vxlan: { vni: 0x002001, port: 6784, local: "198.18.0.1" },
+    });
+    const badId = rawMsg(RTM_NEWLINK, 0, 1, [
+      ...rawIfinfo(8, 0),
+      ...rawAttr(IFLA_IFNAME, str("wvx")),
+      ...rawAttr(IFLA_MTU, le32(1376)),
+      ...nested(IFLA_LINKINFO, [
+        ...rawAttr(IFLA_INFO_KIND, str("vxlan")),
+        ...nested(IFLA_INFO_DATA, rawAttr(IFLA_VXLAN_ID, [1, 2])),
+      ]),
+    ]);
+    expect(() => parseLinkMessage(one(Buffer.from(badId)))).toThrow(NetlinkError);
+  });
+
+  it("arbitrary FDB and VXLAN link payloads only throw NetlinkError", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 120 }),
+        fc.uint8Array({ maxLength: 80 }),
+        (body, data) => {
+          const neigh = parseMessages(
+            Buffer.from(rawMsg(RTM_NEWNEIGH, 2, 1, [...rawNdmsg(AF_BRIDGE, 3, 0x80, 2), ...body])),
+          );
+          try {
+            parseFdbDump(neigh);
+          } catch (e) {
+            expect(e).toBeInstanceOf(NetlinkError);
+          }
+          try {
+            parseFdbDump(parseMessages(Buffer.from(rawMsg(RTM_NEWNEIGH, 2, 1, [...body]))));
+          } catch (e) {
+            expect(e).toBeInstanceOf(NetlinkError);
+          }
+          const link = rawMsg(RTM_NEWLINK, 0, 1, [
+            ...rawIfinfo(8, 0),
+            ...rawAttr(IFLA_IFNAME, str("wvx")),
+            ...rawAttr(IFLA_MTU, le32(1376)),
+            ...nested(IFLA_LINKINFO, [
+              ...rawAttr(IFLA_INFO_KIND, str("vxlan")),
+              ...nested(IFLA_INFO_DATA, [...data]),
+            ]),
+          ]);
+          try {
+            parseLinkMessage(one(Buffer.from(link)));
+          } catch (e) {
+            expect(e).toBeInstanceOf(NetlinkError);
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });
