@@ -17,6 +17,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <net/if.h>
@@ -938,6 +941,115 @@ static napi_value netlink_port_id(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* AF_PACKET: one raw socket per VXLAN device, for the fast datapath's heartbeat frames (both   */
+/* MACs and the EtherType zero). The kernel filter below is the only thing deciding which       */
+/* frames reach user space; there is no frame parsing here.                                    */
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+/* Accept a frame only when its first 14 bytes (destination MAC, source MAC, EtherType) are all
+ * zero, and then keep all of it; return 0 (drop, nothing copied) for anything else, including
+ * frames shorter than 14 bytes (an out-of-bounds load ends the program with 0). */
+static struct sock_filter zero_header_filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),           /* 0: A = bytes 0..3 */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 7),    /* 1: != 0 -> 9 */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4),           /* 2: A = bytes 4..7 */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 5),    /* 3: != 0 -> 9 */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 8),           /* 4: A = bytes 8..11 */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),    /* 5: != 0 -> 9 */
+    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),          /* 6: A = EtherType */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),    /* 7: != 0 -> 9 */
+    BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),          /* 8: accept, whole frame */
+    BPF_STMT(BPF_RET | BPF_K, 0),                    /* 9: drop */
+};
+
+/* packetOpen(ifname, { netnsPath? }) -> fd
+ * A non-blocking AF_PACKET SOCK_RAW socket bound to `ifname` for every protocol (ETH_P_ALL),
+ * ignoring frames the host sends (PACKET_IGNORE_OUTGOING), with zero_header_filter attached. */
+static napi_value packet_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_type(env, "packetOpen(ifname, opts?) needs an interface name");
+  char name[IFNAMSIZ], netns[4096] = "";
+  if (!arg_str(env, argv[0], "ifname", name, sizeof name)) return NULL;
+  napi_valuetype t = napi_undefined;
+  if (argc >= 2) napi_typeof(env, argv[1], &t);
+  if (t == napi_object) {
+    napi_value v;
+    napi_valuetype vt;
+    napi_get_named_property(env, argv[1], "netnsPath", &v);
+    napi_typeof(env, v, &vt);
+    if (vt != napi_undefined && !arg_str(env, v, "netnsPath", netns, sizeof netns)) return NULL;
+  } else if (t != napi_undefined && t != napi_null) {
+    return throw_type(env, "opts must be an object");
+  }
+
+  char what[IFNAMSIZ + sizeof netns + 8];
+  snprintf(what, sizeof what, netns[0] ? "%s in %s" : "%s", name, netns);
+
+  /* A packet socket belongs to the namespace it is created in: bind() and SIOCGIFINDEX below
+   * look the device up there, so only socket() runs inside. Protocol 0: the socket receives
+   * nothing at all until bind() names ETH_P_ALL, and bind() comes after the filter, so no frame
+   * the filter would refuse is ever queued (with htons(ETH_P_ALL) here, every frame of every
+   * device would be queued unfiltered from this call until SO_ATTACH_FILTER). */
+  int home = -1;
+  if (netns[0] && !enter_netns(env, netns, &home)) return NULL;
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = fd < 0 ? errno : 0;
+  leave_netns(home, "weft_native packetOpen");
+  if (fd < 0)
+    return throw_errno(env, err, "socket AF_PACKET", what,
+                       err == EPERM ? "needs CAP_NET_RAW in the device's namespace" : NULL);
+
+  const char *failed = NULL, *hint = NULL;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, name, strlen(name));
+  struct sock_fprog prog = {
+      .len = sizeof zero_header_filter / sizeof zero_header_filter[0],
+      .filter = zero_header_filter,
+  };
+  int one = 1;
+  if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+    failed = "ioctl SIOCGIFINDEX";
+    if (errno == ENODEV) hint = "no such interface";
+  } else if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
+    failed = "setsockopt PACKET_IGNORE_OUTGOING";
+    if (errno == ENOPROTOOPT) hint = "needs Linux 4.20 or later";
+  } else if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
+    failed = "setsockopt SO_ATTACH_FILTER";
+  } else {
+    struct sockaddr_ll sll;
+    memset(&sll, 0, sizeof sll);
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_ifindex = ifr.ifr_ifindex;
+    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) failed = "bind";
+  }
+  if (failed != NULL) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, err, failed, what, hint);
+  }
+
+  /* Nothing can be queued yet (see above); drain anyway, bounded, so that even a kernel that
+   * queued something early never hands it to JS. This also consumes the ENETDOWN a bind to a
+   * device that is down leaves pending (the socket starts receiving once the device is up). */
+  for (int i = 0; i < 4096; i++) {
+    ssize_t n = recv(fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC);
+    if (n >= 0 || errno == EINTR || errno == ENETDOWN) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    err = errno;
+    close(fd);
+    return throw_errno(env, err, "recv (drain)", what, NULL);
+  }
+  return make_i32(env, fd);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Poller: uv_poll on an fd, calling onReadable() on the JS thread.                            */
 /*                                                                                            */
 /* Why not just uv_poll: when epoll reports POLLERR, libuv *stops* the handle and calls back   */
@@ -1149,6 +1261,7 @@ NAPI_MODULE_INIT() {
       {"netlinkSend", NULL, netlink_send, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netlinkRecv", NULL, netlink_recv, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netlinkPortId", NULL, netlink_port_id, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packetOpen", NULL, packet_open, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
 

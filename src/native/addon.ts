@@ -36,6 +36,11 @@ export interface NetlinkOptions {
   rcvbuf?: number;
 }
 
+export interface PacketOptions {
+  /** Network namespace file (e.g. /run/netns/foo) in which the interface lives. */
+  netnsPath?: string;
+}
+
 /** A uv_poll watcher for readability; survives POLLERR (see the constructor). */
 export interface Poller {
   /** Starts watching; while started the Poller cannot be garbage-collected. */
@@ -98,6 +103,7 @@ interface NativeAddon {
   netlinkSend(fd: number, buf: Buffer, length: number): number;
   netlinkRecv(fd: number, buf: Buffer, timeoutMs: number): number;
   netlinkPortId(fd: number): number;
+  packetOpen(ifname: string, opts?: PacketOptions): number;
   Poller: PollerConstructor;
 }
 
@@ -196,3 +202,14 @@ export const netlinkRecv: (fd: number, buf: Buffer, timeoutMs: number) => number
 
 /** The port id (nl_pid) the kernel assigned to a netlink socket, as an unsigned 32-bit number. */
 export const netlinkPortId: (fd: number) => number = addon.netlinkPortId;
+
+/**
+ * Opens a non-blocking AF_PACKET SOCK_RAW socket bound to `ifname` (looked up inside
+ * opts.netnsPath when given) for all protocols, with PACKET_IGNORE_OUTGOING (frames this host
+ * sends on the device are not seen) and a kernel filter passing only frames whose first 14 bytes
+ * (both MACs and the EtherType) are zero; nothing else is ever copied to user space. Returns its
+ * fd: read frames with readFrames (one frame per slot, from the Ethernet header), send with
+ * writeFrames (whole Ethernet frames), close with closeFd. Failures name the step (socket, ioctl
+ * SIOCGIFINDEX, setsockopt ..., bind) and the interface.
+ */
+export const packetOpen: (ifname: string, opts?: PacketOptions) => number = addon.packetOpen;
