@@ -30,6 +30,10 @@ export class Counters {
   sleeve_tx_dropped = 0;
   sleeve_relayed_frames = 0;
   tcp_rx_malformed = 0;
+  /** Overlay control messages (tag 7) too short or naming no forwarder (dropped). */
+  control_dropped_malformed = 0;
+  /** fastdp heartbeats that did not match their connection (dropped). */
+  fastdp_rx_bad_heartbeats = 0;
   /** Gossip messages (tags 4, 5, 6) received. */
   gossip_rx_messages = 0;
   /** Gossip messages whose envelope did not decode (dropped). */
