@@ -51,7 +51,7 @@ export class DataPlane implements RecordSink, FramePortSink {
     const { self, counters, log } = opts;
     this.networks = new NetworkRegistry(opts.macTableSize, counters);
     this.routes = new Routes(self);
-    this.overlay = new SleeveOverlay(this.routes);
+    this.overlay = new SleeveOverlay(self, this.routes);
     const maxFrame = opts.mtu + ETH_HEADER_LEN;
     this.switch = new Switch(self, this.networks, this.overlay, counters, maxFrame);
     this.maxPlainPacket = SENDER_NAME_LEN + RECORD_HEADER_LEN + maxFrame + VLAN_TAG_LEN;
@@ -128,8 +128,14 @@ export class DataPlane implements RecordSink, FramePortSink {
   removeForwarder(forwarder: SleeveForwarder): void {
     if (this.overlay.forwarders.get(forwarder.remote) !== forwarder) return;
     this.overlay.forwarders.delete(forwarder.remote);
-
+    this.overlay.kernelPeers.delete(forwarder.remote);
     this.switch.forgetPeer(forwarder.remote);
+  }
+
+  /** The connection to `peer` moved to (true) or off (false) the kernel fast datapath. */
+  setKernelPeer(peer: PeerName, viaKernel: boolean): void {
+    if (viaKernel) this.overlay.kernelPeers.add(peer);
+    else this.overlay.kernelPeers.delete(peer);
   }
 
   setPeerDirectory(knownPeer: (peer: PeerName) => boolean): void {

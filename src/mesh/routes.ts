@@ -46,6 +46,7 @@ export function breadthFirstRoutes(
 export class Routes {
   private unicast = new Map<PeerName, PeerName | null>();
   private broadcastBySource = new Map<PeerName, readonly PeerName[]>();
+  private relaysByPeerAndSource = new Map<string, boolean>();
   private topology: TopologyView = { neighbours: () => [] };
 
   constructor(readonly self: PeerName) {}
@@ -54,6 +55,7 @@ export class Routes {
     this.topology = topology;
     this.unicast = breadthFirstRoutes(topology, this.self).route;
     this.broadcastBySource.clear();
+    this.relaysByPeerAndSource.clear();
   }
 
   unicastNextHop(dst: PeerName): PeerName | undefined {
@@ -65,13 +67,29 @@ export class Routes {
   broadcastNextHops(source: PeerName): readonly PeerName[] {
     let hops = this.broadcastBySource.get(source);
     if (hops === undefined) {
-      const search = breadthFirstRoutes(this.topology, source, this.self);
-      hops = search.found
-        ? this.topology.neighbours(this.self).filter((n) => !search.route.has(n))
-        : [];
+      hops = this.computeBroadcastNextHops(this.self, source);
       this.broadcastBySource.set(source, hops);
     }
     return hops;
+  }
+
+  /**
+   * Whether our neighbour `peer` passes a flood from `source` on to anyone: when the kernel
+   * already delivered a flood to `peer`, sleeve still has to carry it there only for that.
+   */
+  relaysFlood(peer: PeerName, source: PeerName): boolean {
+    const key = `${peer}:${source}`;
+    let relays = this.relaysByPeerAndSource.get(key);
+    if (relays === undefined) {
+      relays = this.computeBroadcastNextHops(peer, source).length > 0;
+      this.relaysByPeerAndSource.set(key, relays);
+    }
+    return relays;
+  }
+
+  private computeBroadcastNextHops(at: PeerName, source: PeerName): PeerName[] {
+    const search = breadthFirstRoutes(this.topology, source, at);
+    return search.found ? this.topology.neighbours(at).filter((n) => !search.route.has(n)) : [];
   }
 
   /** destination → next hop, for status. */

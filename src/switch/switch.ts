@@ -31,6 +31,11 @@ export interface Overlay {
   ): void;
   /** Floods a frame captured by `src` along `src`'s broadcast route. */
   flood(src: PeerName, vlan: number, buf: Buffer, offset: number, length: number): void;
+  /**
+   * True when floods that `src` captured on its default network reach us through the kernel
+   * fast datapath: a sleeve copy is then only ours to pass on, not to deliver again.
+   */
+  kernelDelivered(src: PeerName): boolean;
 }
 
 /**
@@ -142,6 +147,7 @@ export class Switch {
       return;
     }
     if (entry !== undefined) return; // known to live at another peer: not ours to deliver
+    if (dstIsGroup && vlan === UNTAGGED_VLAN && this.overlay.kernelDelivered(src)) return;
     const ports = network.ports;
     for (let i = 0; i < ports.length; i++) ports[i]!.enqueue(buf, offset, length);
   }

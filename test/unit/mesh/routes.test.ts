@@ -215,3 +215,39 @@ describe("Routes, random connected topologies", () => {
     );
   });
 });
+
+describe("relaysFlood: whether a neighbour passes our flood on", () => {
+  it("agrees with the neighbour's own broadcast next hops, for any graph", () => {
+    const edgesArb = fc
+      .array(fc.tuple(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 8 })), {
+        maxLength: 16,
+      })
+      .map((edges) => edges.filter(([a, b]) => a !== b));
+    fc.assert(
+      fc.property(edgesArb, (edges) => {
+        const all = routesFor(edges);
+        for (const [self, routes] of all) {
+          for (const source of all.keys()) {
+            for (const hop of routes.broadcastNextHops(source)) {
+              const theirs = all.get(hop)!.broadcastNextHops(source).length > 0;
+              expect(routes.relaysFlood(hop, source)).toBe(theirs);
+            }
+          }
+          expect(self).toBeGreaterThan(0);
+        }
+      }),
+    );
+  });
+
+  it("a leaf relays nothing; the middle of a line relays ours", () => {
+    // 1 - 2 - 3, and 1 - 4
+    const all = routesFor([
+      [1, 2],
+      [2, 3],
+      [1, 4],
+    ]);
+    const r = all.get(1)!;
+    expect(r.relaysFlood(2, 1)).toBe(true);
+    expect(r.relaysFlood(4, 1)).toBe(false);
+  });
+});

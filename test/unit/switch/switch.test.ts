@@ -53,6 +53,10 @@ type OverlayCall =
 
 class FakeOverlay implements Overlay {
   readonly calls: OverlayCall[] = [];
+  readonly kernelPeers = new Set<number>();
+  kernelDelivered(src: number): boolean {
+    return this.kernelPeers.has(src);
+  }
   unicast(src: number, dst: number, vlan: number, buf: Buffer, offset: number, length: number) {
     const f = Buffer.from(buf.subarray(offset, offset + length)).toString("hex");
     this.calls.push({ kind: "unicast", src, dst, vlan, frame: f });
@@ -247,6 +251,22 @@ describe("Switch, frames from the overlay", () => {
       port: null,
       peer: PEER_X,
     });
+  });
+
+  it("passes on, but does not deliver again, a default-network flood the kernel already delivered", () => {
+    overlay.kernelPeers.add(PEER_X);
+    const f = frame(BCAST, M3);
+    sw.fromOverlay(PEER_X, f, 0, f.length, 0);
+    for (const p of [d1, d2, d3]) expect(p.frames).toEqual([]);
+    expect(overlay.calls).toEqual([{ kind: "flood", src: PEER_X, vlan: 0, frame: hexOf(f) }]);
+    // Unicast from that peer still arrives (it came by sleeve because the kernel did not
+    // carry it), and so do other networks' floods, which the kernel never carries.
+    const u = frame(M9, M3);
+    sw.fromOverlay(PEER_X, u, 0, u.length, 0);
+    expect(d1.frames).toEqual([hexOf(u)]);
+    const blueFlood = tagged(frame(BCAST, M2), BLUE_VLAN);
+    sw.fromOverlay(PEER_X, blueFlood, 0, blueFlood.length, 0);
+    expect(b1.frames).toHaveLength(1);
   });
 
   it("delivers 802.1Q frames to that VLAN's network with the tag stripped, flooding on with the tag", () => {
