@@ -72,6 +72,8 @@ export class MeshConnection {
   readonly remoteAddress: string;
   readonly remoteIp: string;
   readonly remotePort: number;
+  /** Our end's IP address of the TCP connection (the fast datapath's tunnel source). */
+  readonly localIp: string;
   readonly startedAt = Date.now();
   state: ConnectionState = "handshake";
   remote: PeerIntro | undefined;
@@ -94,6 +96,7 @@ export class MeshConnection {
     const { socket } = opts;
     this.remoteIp = (socket.remoteAddress ?? "").replace(/^::ffff:/, "");
     this.remotePort = socket.remotePort ?? 0;
+    this.localIp = (socket.localAddress ?? "").replace(/^::ffff:/, "");
     this.remoteAddress = `${this.remoteIp}:${this.remotePort}`;
     this.log = opts.log.child({ remote: this.remoteAddress, outbound: opts.outbound });
   }

@@ -21,6 +21,15 @@ import { ConnectionMaker, type Target } from "./connection-maker.js";
 import { TokenBucket } from "./accept-limiter.js";
 import type { GossipTransport } from "./gossip.js";
 import { Mesh } from "./mesh.js";
+import {
+  OVERLAY_FASTDP,
+  OVERLAY_SLEEVE,
+  emitOverlayControl,
+  negotiateOverlays,
+  parseOverlayControl,
+} from "../wire/overlay-switch.js";
+import { FastdpForwarder } from "../fastdp/fastdp-forwarder.js";
+import type { FastdpHost, FastdpPeerLink } from "../fastdp/fastdp-host.js";
 
 export const DEFAULT_CONN_LIMIT = 200;
 
@@ -48,6 +57,17 @@ export interface RouterOptions {
   pathMtu?: (ip: string) => number;
   /** Dial peers that others report (Weave's peer discovery); default on. */
   discovery?: boolean;
+  /** The kernel fast datapath, or why this host has none. */
+  fastdp?: FastdpOptions;
+}
+
+export interface FastdpOptions {
+  /** Present where the capability probe passed. */
+  host?: FastdpHost;
+  /** Why there is no host datapath (e.g. "fastdp: kernel lacks esp4"). */
+  unavailable?: string;
+  /** Heartbeat silence that puts fastdp on hold (Weave: 60 s). */
+  holdAfterMs?: number;
 }
 
 /** Underlay bytes a frame costs beyond its IP packet (spec 3.7): 62 plain, 86 sealed. */
@@ -68,6 +88,23 @@ interface Link {
   /** Dial targets this connection satisfies: its own, and those of duplicates it won over. */
   targets: Target[];
   forwarder: SleeveForwarder | undefined;
+  /** The common overlays in our order (spec 4.1); undefined in compat mode (no tag 7). */
+  overlays: string[] | undefined;
+  sleeveFailed: boolean;
+  fastdp: FastdpForwarder | undefined;
+  kernel: FastdpPeerLink | undefined;
+  /** Why this connection does not use fastdp, when fastdp never started. */
+  fastdpUnavailable: string | undefined;
+  /** The overlay frames take: fastdp, sleeve or none. */
+  best: string;
+}
+
+/** What status shows of a connection's overlays (spec 4.4), with weft's reason for sleeve. */
+export interface OverlayStatus {
+  name: string;
+  mtu: number;
+  /** Why fastdp is not in use, if it is not. */
+  reason: string | undefined;
 }
 
 /**
@@ -151,10 +188,6 @@ export class Router implements GossipTransport {
     return [...this.links.keys()];
   }
 
-  forwarderOf(conn: MeshConnection): SleeveForwarder | undefined {
-    return this.links.get(conn)?.forwarder;
-  }
-
   async stop(): Promise<void> {
     this.maker.stop();
     this.mesh.stop();
@@ -198,7 +231,17 @@ export class Router implements GossipTransport {
       counters: this.opts.counters,
       log: this.log,
     });
-    this.links.set(conn, { conn, targets: target ? [target] : [], forwarder: undefined });
+    this.links.set(conn, {
+      conn,
+      targets: target ? [target] : [],
+      forwarder: undefined,
+      overlays: undefined,
+      sleeveFailed: false,
+      fastdp: undefined,
+      kernel: undefined,
+      fastdpUnavailable: undefined,
+      best: "none",
+    });
     if (target) this.maker.connected(target);
     conn.start();
   }
@@ -212,7 +255,13 @@ export class Router implements GossipTransport {
       shortId: this.mesh.shortId,
       connId: randomBytes(8).readBigUInt64BE(0),
       trusted: false,
+      overlays: this.ourOverlays(),
     };
+  }
+
+  /** fastdp first, where this host has it (spec 4.1). */
+  private ourOverlays(): string[] {
+    return this.opts.fastdp?.host ? [OVERLAY_FASTDP, OVERLAY_SLEEVE] : [OVERLAY_SLEEVE];
   }
 
   /**
@@ -242,6 +291,8 @@ export class Router implements GossipTransport {
         ? "cannot connect to ourself"
         : `name collision: peer claims our name ${formatPeerName(remote.name)} with another UID`;
     }
+    const plan = negotiateOverlays(this.ourOverlays(), remote.overlays);
+    if ("error" in plan) return plan.error;
     const existing = this.byPeer.get(remote.name);
     if (existing !== undefined) {
       // Both ends keep the connection with the smaller connection UID (spec 1.6). The loser's
@@ -268,15 +319,171 @@ export class Router implements GossipTransport {
       outbound: conn.outbound,
       established: false,
     });
-    link.forwarder = this.makeForwarder(conn);
-    this.opts.dataPlane.addForwarder(link.forwarder);
-    link.forwarder.start();
-    this.log.info("connection added", { peer: conn.remoteLabel(), address: conn.remoteAddress });
+    link.overlays = plan.mode === "switch" ? plan.common : undefined;
+    const overlays = link.overlays ?? [OVERLAY_SLEEVE];
+    if (overlays.includes(OVERLAY_SLEEVE)) {
+      link.forwarder = this.makeForwarder(link);
+      this.opts.dataPlane.addForwarder(link.forwarder);
+      link.forwarder.start();
+    }
+    if (overlays.includes(OVERLAY_FASTDP)) this.startFastdp(link);
+    else link.fastdpUnavailable = this.whyNoFastdp(remote);
+    this.log.info("connection added", {
+      peer: conn.remoteLabel(),
+      address: conn.remoteAddress,
+      overlays: overlays.join(" "),
+      ...(link.fastdpUnavailable ? { fastdp: link.fastdpUnavailable } : {}),
+    });
+    this.updateBest(link);
     return undefined;
   }
 
+  private whyNoFastdp(remote: PeerIntro): string {
+    if (!this.opts.fastdp?.host) return this.opts.fastdp?.unavailable ?? "fastdp: disabled";
+    return remote.overlays === undefined
+      ? "fastdp: the peer does not negotiate overlays"
+      : "fastdp: the peer does not offer fastdp";
+  }
+
+  /** Creates the peer's tunnel and its forwarder, which heartbeats before anything uses it. */
+  private startFastdp(link: Link): void {
+    const conn = link.conn;
+    const remote = conn.remote!;
+    const host = this.opts.fastdp!.host!;
+    if (remote.shortId === undefined) {
+      link.fastdpUnavailable = "fastdp: the peer has no short id";
+      return;
+    }
+    const index = link.overlays!.indexOf(OVERLAY_FASTDP);
+    const key = conn.sessionKey;
+    let kernel: FastdpPeerLink;
+    try {
+      kernel = host.openPeer({
+        localName: this.identity.name,
+        remoteName: remote.name,
+        label: conn.remoteLabel(),
+        localIp: conn.localIp,
+        remoteIp: conn.remoteIp,
+        // Outbound we know the peer's port; inbound Weave assumes it uses ours (spec 5.1).
+        remoteVxlanPort: (conn.outbound ? conn.remotePort : this.opts.port) + 1,
+        localShortId: this.mesh.shortId,
+        remoteShortId: remote.shortId,
+        ...(key ? { sessionKey: Buffer.from(key) } : {}),
+        onHeartbeat: (frame) => link.fastdp?.heartbeatReceived(frame),
+      });
+    } catch (err) {
+      link.fastdpUnavailable = `fastdp: ${(err as Error).message}`;
+      this.log.warn("cannot set up the fast datapath towards the peer; using sleeve", {
+        peer: conn.remoteLabel(),
+        error: (err as Error).message,
+      });
+      return;
+    }
+    link.kernel = kernel;
+    link.fastdp = new FastdpForwarder({
+      connectionUid: conn.connectionUid,
+      mtu: host.mtu,
+      io: {
+        sendHeartbeat: (frame) => kernel.sendHeartbeat(frame),
+        sendControl: (subTag, payload) =>
+          conn.send(ProtocolTag.OverlayControlMsg, emitOverlayControl(index, subTag, payload)),
+        changed: () => this.updateBest(link),
+      },
+      ...(kernel.security ? { security: kernel.security } : {}),
+      ...(this.opts.fastdp?.holdAfterMs !== undefined
+        ? { holdAfterMs: this.opts.fastdp.holdAfterMs }
+        : {}),
+      counters: this.opts.counters,
+      log: this.log.child({ component: "fastdp", peer: conn.remoteLabel() }),
+    });
+    link.fastdp.start();
+  }
+
+  /**
+   * Weave's choice (spec 4.3): the first established forwarder not on hold, else the first
+   * that has not failed; with none left, the connection ends. Moving to or from fastdp puts
+   * the peer's tunnel on or off the bridge.
+   */
+  private updateBest(link: Link): void {
+    const conn = link.conn;
+    if (conn.isClosed()) return;
+    const fastdp = link.fastdp;
+    const sleeve = link.forwarder;
+    const sleeveAlive = sleeve !== undefined && !link.sleeveFailed;
+    const fastdpAlive = fastdp !== undefined && !fastdp.failed;
+    if (fastdp?.state === "established" || (sleeveAlive && sleeve.established)) {
+      if (conn.state === "pending") {
+        conn.markEstablished();
+        this.log.info("connection established", { peer: conn.remoteLabel() });
+        this.mesh.connectionEstablished(conn.remote!.name);
+      }
+    }
+    if (!sleeveAlive && !(fastdpAlive && !fastdp.onHold)) {
+      conn.close(
+        link.sleeveFailed
+          ? "no working forwarders: sleeve failed and fastdp is not usable"
+          : "no working forwarders",
+      );
+      return;
+    }
+    const order = link.overlays ?? [OVERLAY_SLEEVE];
+    const usable = (name: string): boolean =>
+      name === OVERLAY_FASTDP ? fastdp?.usable === true : sleeveAlive && sleeve.established;
+    const alive = (name: string): boolean => (name === OVERLAY_FASTDP ? fastdpAlive : sleeveAlive);
+    const best = order.find(usable) ?? order.find(alive) ?? "none";
+    const viaKernel = best === OVERLAY_FASTDP && fastdp?.usable === true;
+    const wasViaKernel = link.best === OVERLAY_FASTDP && this.kernelActive.has(link);
+    link.best = best;
+    if (viaKernel === wasViaKernel) return;
+    this.setViaKernel(link, viaKernel);
+  }
+
+  private readonly kernelActive = new Set<Link>();
+
+  private setViaKernel(link: Link, viaKernel: boolean): void {
+    const peer = link.conn.remote!.name;
+    try {
+      link.kernel?.setActive(viaKernel);
+    } catch (err) {
+      link.fastdp?.fail(
+        `fastdp: cannot ${viaKernel ? "attach" : "detach"} the tunnel: ${(err as Error).message}`,
+      );
+      return;
+    }
+    if (viaKernel) this.kernelActive.add(link);
+    else this.kernelActive.delete(link);
+    this.opts.dataPlane.setKernelPeer(peer, viaKernel);
+    this.log.info(
+      viaKernel
+        ? "frames to the peer now go through the kernel fast datapath"
+        : "frames to the peer now go through sleeve",
+      {
+        peer: link.conn.remoteLabel(),
+        ...(viaKernel ? {} : { reason: link.fastdp?.reason ?? link.fastdpUnavailable }),
+      },
+    );
+  }
+
+  /** The overlay a connection's frames take and why fastdp is not it, for status. */
+  overlayStatus(conn: MeshConnection): OverlayStatus | undefined {
+    const link = this.links.get(conn);
+    if (link === undefined || link.best === "none") return undefined;
+    const reason = link.fastdp?.usable
+      ? undefined
+      : (link.fastdp?.reason ?? link.fastdpUnavailable);
+    const mtu =
+      link.best === OVERLAY_FASTDP ? this.opts.fastdp!.host!.mtu : (link.forwarder?.mtu ?? 0);
+    return { name: link.best, mtu, reason };
+  }
+
   message(conn: MeshConnection, tag: number, body: Buffer): void {
-    const forwarder = this.links.get(conn)?.forwarder;
+    const link = this.links.get(conn);
+    if (link === undefined) return;
+    if (tag === ProtocolTag.OverlayControlMsg) {
+      this.overlayControl(link, body);
+      return;
+    }
+    const forwarder = link.forwarder;
     switch (tag) {
       case ProtocolTag.ConnectionEstablished:
         forwarder?.connectionEstablished();
@@ -299,6 +506,26 @@ export class Router implements GossipTransport {
     }
   }
 
+  /** A tag-7 message: `[forwarder index][sub-tag][payload]` (spec 4.2). */
+  private overlayControl(link: Link, body: Buffer): void {
+    const conn = link.conn;
+    const parsed = parseOverlayControl(body);
+    const overlay = "error" in parsed ? undefined : link.overlays?.[parsed.index];
+    if ("error" in parsed || overlay === undefined) {
+      this.opts.counters.control_dropped_malformed++;
+      this.log.warn("dropping a malformed overlay control message", {
+        peer: conn.remoteLabel(),
+        reason: "error" in parsed ? parsed.error : `no forwarder at index ${parsed.index}`,
+      });
+      return;
+    }
+    if (overlay === OVERLAY_FASTDP) {
+      link.fastdp?.control(parsed.subTag, Buffer.from(parsed.payload));
+    } else {
+      this.message(conn, parsed.subTag, parsed.payload);
+    }
+  }
+
   closed(conn: MeshConnection, reason: string): void {
     const link = this.links.get(conn);
     if (!link) return;
@@ -307,6 +534,16 @@ export class Router implements GossipTransport {
     if (link.forwarder) {
       link.forwarder.stop();
       this.opts.dataPlane.removeForwarder(link.forwarder);
+    }
+    link.fastdp?.stop();
+    if (this.kernelActive.delete(link)) this.opts.dataPlane.setKernelPeer(conn.remote!.name, false);
+    try {
+      link.kernel?.close();
+    } catch (err) {
+      this.log.warn("cannot remove the fast datapath state of a closed connection", {
+        peer: conn.remoteLabel(),
+        error: (err as Error).message,
+      });
     }
     if (conn.remote && this.byPeer.get(conn.remote.name) === conn) {
       this.byPeer.delete(conn.remote.name);
@@ -319,8 +556,18 @@ export class Router implements GossipTransport {
     }
   }
 
-  private makeForwarder(conn: MeshConnection): SleeveForwarder {
+  private makeForwarder(link: Link): SleeveForwarder {
+    const conn = link.conn;
     const remote = conn.remote!;
+    // Compat mode: raw tags 1–3; under the switch: tag 7 with sleeve's index (spec 4.2).
+    const sleeveIndex = link.overlays?.indexOf(OVERLAY_SLEEVE);
+    const sendControl = (tag: number, body?: Uint8Array): void =>
+      sleeveIndex === undefined
+        ? conn.send(tag, body)
+        : conn.send(
+            ProtocolTag.OverlayControlMsg,
+            emitOverlayControl(sleeveIndex, tag, body ?? new Uint8Array(0)),
+          );
     const socket = this.opts.dataPlane;
     const security = this.opts.security;
     const key = conn.sessionKey;
@@ -350,15 +597,16 @@ export class Router implements GossipTransport {
       counters: this.opts.counters,
       log,
       control: {
-        sendConnectionEstablished: () => conn.send(ProtocolTag.ConnectionEstablished),
-        sendFragmentationReceived: () => conn.send(ProtocolTag.FragmentationReceived),
-        sendPmtuVerified: (size) => conn.send(ProtocolTag.PMTUVerified, uint16(size)),
-        forwarderEstablished: () => {
-          conn.markEstablished();
-          this.log.info("connection established", { peer: conn.remoteLabel() });
-          this.mesh.connectionEstablished(remote.name);
+        sendConnectionEstablished: () => sendControl(ProtocolTag.ConnectionEstablished),
+        sendFragmentationReceived: () => sendControl(ProtocolTag.FragmentationReceived),
+        sendPmtuVerified: (size) => sendControl(ProtocolTag.PMTUVerified, uint16(size)),
+        forwarderEstablished: () => this.updateBest(link),
+        forwarderFailed: (reason) => {
+          link.sleeveFailed = true;
+          this.log.warn("sleeve failed", { peer: conn.remoteLabel(), reason });
+          if (link.fastdp === undefined || link.fastdp.failed) conn.close(reason);
+          else this.updateBest(link);
         },
-        forwarderFailed: (reason) => conn.close(reason),
       },
     });
   }

@@ -95,7 +95,8 @@ export function renderConnections(report: RouterReport): string {
       : "";
     const overlay = pad(String(c.Attrs?.name ?? "none"), 6);
     const who = `${c.Name ?? ""}(${c.NickName ?? ""})`;
-    return `${dir} ${pad(c.Address, 21)} ${pad(c.State, 11)} ${encryption}${overlay} ${who} ${renderAttrs(c.Attrs)}`.trimEnd();
+    const info = c.Info === "" ? "" : ` (${c.Info})`;
+    return `${dir} ${pad(c.Address, 21)} ${pad(c.State, 11)} ${encryption}${overlay} ${who} ${renderAttrs(c.Attrs)}${info}`.trimEnd();
   });
   return lines.map((l) => l + "\n").join("");
 }

@@ -24,14 +24,15 @@ export function buildReport(
   for (const conn of router.connections()) {
     const remote = conn.remote;
     if (remote === undefined || conn.state === "closed" || conn.state === "handshake") continue;
-    const forwarder = router.forwarderOf(conn);
+    const overlay = router.overlayStatus(conn);
     connections.push({
       Address: conn.remoteAddress,
       Outbound: conn.outbound,
       State: conn.state === "established" ? "established" : "pending",
-      Info: "",
-      Attrs: forwarder
-        ? { name: "sleeve", mtu: forwarder.mtu, ...(conn.encrypted ? { encrypted: true } : {}) }
+      // Weave leaves this empty for live connections; weft says why fastdp is not in use.
+      Info: overlay?.reason ?? "",
+      Attrs: overlay
+        ? { name: overlay.name, mtu: overlay.mtu, ...(conn.encrypted ? { encrypted: true } : {}) }
         : null,
       Name: formatPeerName(remote.name),
       NickName: remote.nickname,

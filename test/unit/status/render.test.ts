@@ -45,6 +45,13 @@ describe("renderConnections (spec 4.4)", () => {
     );
   });
 
+  it("says after the attributes why a live connection is not on fastdp", () => {
+    const onSleeve = { ...sleeveB, Info: "fastdp: kernel lacks esp4" };
+    expect(renderConnections(router({ Connections: [onSleeve] }))).toBe(
+      "-> 198.18.0.2:6783       established sleeve aa:bb:cc:dd:ee:02(hostB) mtu=1376 (fastdp: kernel lacks esp4)\n",
+    );
+  });
+
   it("matches the spec's two example lines exactly", () => {
     const report = router({
       Encryption: true,
