@@ -93,6 +93,8 @@ export interface SaParams {
   key36: Buffer;
   /** Default DEFAULT_REPLAY_WINDOW (256). */
   replayWindow?: number;
+  /** Default 0, as Weave; see NewSaOptions.reqid. */
+  reqid?: number;
 }
 
 /** A mark as {value, mask}, or a bare number n meaning n/n (Weave's 0x20000/0x20000). */
@@ -171,6 +173,7 @@ export class XfrmOps {
       replayWindow: p.replayWindow ?? DEFAULT_REPLAY_WINDOW,
       esn: true,
       update,
+      ...(p.reqid !== undefined ? { reqid: p.reqid } : {}),
     });
     try {
       this.sock.request(msg, what);
@@ -219,13 +222,24 @@ export class XfrmOps {
   }
 
   /**
-   * After a crash: deletes every policy carrying `mark` (value and mask equal) and the ESP SAs
-   * their templates point to (our outbound SAs); returns how many entries went. Inbound SAs
-   * carry nothing of ours (reqid 0, no mark, as Weave's) and are left alone.
+   * After a crash: deletes every policy carrying `mark` (value and mask equal), the ESP SAs
+   * their templates point to (our outbound SAs), and, given `reqid`, every ESP SA installed
+   * with it (our inbound SAs); returns how many entries went.
    */
-  removeOwnState(mark?: MarkParam): number {
+  removeOwnState(mark?: MarkParam, reqid?: number): number {
     const want = toMark(mark);
     let removed = 0;
+    if (reqid !== undefined && reqid !== 0) {
+      for (const sa of this.listSas()) {
+        if (sa.reqid !== reqid || sa.proto !== IPPROTO_ESP) continue;
+        try {
+          this.deleteSa(sa.dst, sa.spi);
+          removed++;
+        } catch (err) {
+          if (!(err instanceof NetlinkRequestError && err.errno === ESRCH)) throw err;
+        }
+      }
+    }
     for (const policy of this.listPolicies()) {
       const m = policy.mark ?? { value: 0, mask: 0 }; // the kernel omits a 0/0 mark
       if (m.value !== want.value || m.mask !== want.mask) continue;

@@ -813,6 +813,11 @@ export interface NewSaOptions {
   esn: true;
   /** XFRM_MSG_UPDSA (replaces the larval SA left by ALLOCSPI) instead of XFRM_MSG_NEWSA. */
   update?: boolean;
+  /**
+   * Weave uses 0. It never appears on the wire and templates with reqid 0 match any, so weft
+   * marks its SAs with one of its own to find them again after a crash.
+   */
+  reqid?: number;
 }
 
 /**
@@ -841,6 +846,7 @@ export function buildNewSa(opts: NewSaOptions, seq = 0): Buffer {
     // replay_window"); the real window travels in XFRMA_REPLAY_ESN_VAL.
     replayWindow: 0,
     flags: XFRM_STATE_ESN,
+    reqid: opts.reqid ?? 0,
   };
   const esn = { bmpLen: w / 32, oseq: 0, seq: 0, oseqHi: 0, seqHi: 0, replayWindow: w };
   return new MessageBuilder(opts.update === true ? XFRM_MSG_UPDSA : XFRM_MSG_NEWSA, REQ_ACK, seq)

@@ -324,6 +324,21 @@ describe("SA builders match iproute2 byte for byte", () => {
     expect(one(ours).type).toBe(XFRM_MSG_UPDSA);
   });
 
+  it("a reqid (weft marks its SAs with one) changes only the reqid field", () => {
+    const plain = buildNewSa(
+      { src: SRC, dst: DST, spi: 0x1000, key36: fx.KEY_IN, replayWindow: 256, esn: true },
+      1,
+    );
+    const marked = buildNewSa(
+      { src: SRC, dst: DST, spi: 0x1000, key36: fx.KEY_IN, replayWindow: 256, esn: true, reqid: 0x77656674 },
+      1,
+    ); // prettier-ignore
+    const reqidAt = 16 + 208;
+    expect(marked.readUInt32LE(reqidAt)).toBe(0x77656674);
+    marked.writeUInt32LE(0, reqidAt);
+    expect(marked.equals(plain)).toBe(true);
+  });
+
   it("ALLOCSPI matches except that we ask for an ACK (iproute2 waits for the NEWSA alone)", () => {
     const ours = buildAllocSpi({ src: SRC, dst: DST, min: 0x100, max: 0xffffffff }, seqOf(fx.IP_ALLOCSPI)); // prettier-ignore
     const expected = Buffer.from(fx.IP_ALLOCSPI);
