@@ -15,6 +15,9 @@ import { loadSodium, sodiumLoadError, type BackendName } from "../crypto/backend
 import { loadSecretBox } from "../crypto/secretbox.js";
 import { loadKeyAgreement } from "../crypto/session.js";
 import { DEFAULT_MAC_TABLE_SIZE } from "../switch/mac-table.js";
+import { nodePortName } from "./options.js";
+import type { FastdpOptions } from "../mesh/router.js";
+import type { KernelDatapath } from "../fastdp/kernel-datapath.js";
 
 export interface LaunchConfig {
   name?: PeerName;
@@ -34,6 +37,11 @@ export interface LaunchConfig {
   cryptoBackend?: CryptoBackend;
   /** Dial peers that others report (default true). */
   discovery?: boolean;
+  /** The kernel bridge of the default network's endpoints; fastdp needs it. */
+  bridge?: string;
+  /** False: sleeve only (`--no-fastdp`). */
+  fastdp?: boolean;
+  fastdpHoldAfterMs?: number;
 }
 
 export type CryptoBackend = "auto" | BackendName;
@@ -102,6 +110,63 @@ async function routeMtuLookup(log: Logger): Promise<{ pathMtu?: (ip: string) => 
   }
 }
 
+/**
+ * Bridge mode: the default network's endpoints sit on a kernel bridge, with Node's own TAP
+ * port on it (isolated, so it only sees what endpoints send), and where the kernel can, each
+ * peer's tunnel joins the bridge too (the fast datapath).
+ */
+async function setupBridge(
+  config: LaunchConfig,
+  dataPlane: DataPlane,
+  counters: Counters,
+  log: Logger,
+): Promise<FastdpOptions> {
+  const bridge = config.bridge!;
+  const nodePort = nodePortName(bridge);
+  const { LinkOps } = await import("../fastdp/link-ops.js");
+  const { TapPort } = await import("../datapath/tap-port.js");
+  const links = new LinkOps();
+  try {
+    links.ensureBridge(bridge, config.mtu);
+    const port = new TapPort({
+      ifname: nodePort,
+      network: dataPlane.networks.defaultNetwork,
+      output: dataPlane.output,
+      sink: dataPlane,
+      counters,
+      log,
+    });
+    dataPlane.addPort(port);
+    links.setMtu(nodePort, config.mtu);
+    links.setMaster(nodePort, bridge);
+    links.setBridgePort(nodePort, { isolated: true, learning: true });
+    links.setUp(nodePort, true);
+  } finally {
+    links.close();
+  }
+  log.info("default network on the kernel bridge", { bridge, nodePort });
+  const holdAfter =
+    config.fastdpHoldAfterMs !== undefined ? { holdAfterMs: config.fastdpHoldAfterMs } : {};
+  if (config.fastdp === false) return { unavailable: "fastdp: disabled by --no-fastdp" };
+  const { KernelDatapath } = await import("../fastdp/kernel-datapath.js");
+  const opened = await KernelDatapath.open({
+    bridge,
+    nodePort,
+    mtu: config.mtu,
+    vxlanPort: config.port + 1,
+    encrypted: config.password !== undefined && config.password.length > 0,
+    log: log.child({ component: "fastdp" }),
+  });
+  if ("unavailable" in opened) {
+    log.warn("no kernel fast datapath on this host; every connection uses sleeve", {
+      reason: opened.unavailable,
+    });
+    return { unavailable: opened.unavailable, ...holdAfter };
+  }
+  log.info("kernel fast datapath ready", { encrypted: opened.encrypted, mtu: opened.mtu });
+  return { host: opened, ...holdAfter };
+}
+
 /** Starts a peer: data plane, TAP ports, router, status endpoint. */
 export async function launch(config: LaunchConfig, log: Logger): Promise<Running> {
   const counters = new Counters();
@@ -124,6 +189,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   let router: Router | undefined;
   let status: Server | undefined;
   let api: Server | undefined;
+  let kernel: KernelDatapath | undefined;
   try {
     for (const network of config.networks) dataPlane.networks.add(network);
     if (config.taps.length > 0) {
@@ -142,8 +208,14 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
         log.info("attached TAP", { port: port.name, network: tap.network });
       }
     }
+    const fastdp: FastdpOptions =
+      config.bridge !== undefined
+        ? await setupBridge(config, dataPlane, counters, log)
+        : { unavailable: "fastdp: no kernel bridge (launch with --bridge)" };
+    kernel = fastdp.host as KernelDatapath | undefined;
     const security = loadSecurity(config, log);
     router = new Router({
+      fastdp,
       mtu: config.mtu,
       discovery: config.discovery !== false,
       ...(await routeMtuLookup(log)),
@@ -168,6 +240,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
     for (const peer of config.peers) router.connect(peer.host, peer.port, peer.portGiven);
   } catch (err) {
     await router?.stop();
+    await kernel?.close();
     status?.close();
     api?.close();
     dataPlane.close();
@@ -183,9 +256,11 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   const liveRouter = router;
   const liveStatus = status;
   const liveApi = api;
+  const liveKernel = kernel;
   return {
     async stop() {
       await liveRouter.stop();
+      await liveKernel?.close();
       liveStatus.closeAllConnections();
       await new Promise<void>((resolve) => liveStatus.close(() => resolve()));
       liveApi.closeAllConnections();

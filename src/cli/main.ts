@@ -17,6 +17,9 @@ import {
   parseNickname,
   parsePort,
   parseTap,
+  parseBridge,
+  parseHoldAfter,
+  checkBridgeAndTaps,
   resolvePassword,
   type TapArg,
 } from "./options.js";
@@ -53,6 +56,9 @@ interface LaunchFlags {
   password?: string;
   passwordFile?: string;
   cryptoBackend: CryptoBackend;
+  bridge?: string;
+  fastdp: boolean;
+  fastdpHoldAfter?: number;
 }
 
 const STATUS_PATHS: Record<string, string> = {
@@ -72,8 +78,14 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
       "--password is visible to every user in the process list; prefer --password-file or WEFT_PASSWORD",
     );
   }
+  checkBridgeAndTaps(flags.bridge, flags.tap ?? []);
   const config = {
     ...(password !== undefined ? { password } : {}),
+    ...(flags.bridge !== undefined ? { bridge: flags.bridge } : {}),
+    fastdp: flags.fastdp,
+    ...(flags.fastdpHoldAfter !== undefined
+      ? { fastdpHoldAfterMs: flags.fastdpHoldAfter * 1000 }
+      : {}),
     host: flags.host,
     port: flags.port,
     mtu: flags.mtu,
@@ -227,6 +239,19 @@ export function buildProgram(): Command {
     )
     .addOption(new Option("--password-file <path>", "read the password from a file"))
     .option("--no-discovery", "do not dial peers that other peers report")
+    .addOption(
+      new Option(
+        "--bridge <name>",
+        "put the default network on this kernel bridge (created if missing); enables fastdp",
+      ).argParser(checked(parseBridge)),
+    )
+    .option("--no-fastdp", "never hand connections to the kernel fast datapath: sleeve only")
+    .addOption(
+      new Option(
+        "--fastdp-hold-after <seconds>",
+        "heartbeat silence before fastdp falls back to sleeve (default 60, as Weave)",
+      ).argParser(checked(parseHoldAfter)),
+    )
     .addOption(
       new Option("--crypto-backend <backend>", "secretbox and X25519: sodium (native) or tweetnacl")
         .choices(["auto", "sodium", "tweetnacl"])

@@ -93,6 +93,37 @@ export function parseTap(text: string): TapArg {
   return netns === undefined ? { ifname, network } : { netns, ifname, network };
 }
 
+/** `--bridge NAME`: the kernel bridge for the default network's endpoints (and fastdp). */
+export function parseBridge(text: string): string {
+  // Room for Node's port on it, NAME-dp, within the kernel's 15 characters.
+  if (!/^[A-Za-z0-9_.-]{1,12}$/.test(text)) {
+    fail("--bridge", `${JSON.stringify(text)}: must be 1-12 letters, digits, '_', '.' or '-'`);
+  }
+  return text;
+}
+
+/** `--fastdp-hold-after SECONDS`: heartbeat silence before fastdp goes on hold. */
+export function parseHoldAfter(text: string): number {
+  return parseIntInRange("--fastdp-hold-after", text, 1, 3600);
+}
+
+/** Node's own TAP port on the bridge. */
+export function nodePortName(bridge: string): string {
+  return `${bridge}-dp`;
+}
+
+/** With a bridge, the default network's endpoints are on it: a default-network TAP is not. */
+export function checkBridgeAndTaps(bridge: string | undefined, taps: readonly TapArg[]): void {
+  if (bridge === undefined) return;
+  const clash = taps.find((t) => t.network === DEFAULT_NETWORK);
+  if (clash !== undefined) {
+    fail(
+      "--tap",
+      `${clash.ifname} is on the default network, whose endpoints are on --bridge ${bridge}; attach it to the bridge or give it another network (IF@NET)`,
+    );
+  }
+}
+
 export function parseNetwork(text: string): string {
   try {
     validateNetworkName(text);
