@@ -22,6 +22,7 @@ import { TokenBucket } from "./accept-limiter.js";
 import type { GossipTransport } from "./gossip.js";
 import { Mesh } from "./mesh.js";
 import {
+  FastdpControlTag,
   OVERLAY_FASTDP,
   OVERLAY_SLEEVE,
   emitOverlayControl,
@@ -30,6 +31,7 @@ import {
 } from "../wire/overlay-switch.js";
 import { FastdpForwarder } from "../fastdp/fastdp-forwarder.js";
 import type { FastdpHost, FastdpPeerLink } from "../fastdp/fastdp-host.js";
+import { fastdpMtuProblem } from "../fastdp/capability.js";
 
 export const DEFAULT_CONN_LIMIT = 200;
 
@@ -68,6 +70,8 @@ export interface FastdpOptions {
   unavailable?: string;
   /** Heartbeat silence that puts fastdp on hold (Weave: 60 s). */
   holdAfterMs?: number;
+  /** Wait before trying again to make a tunnel that could not be made (default 30 s). */
+  retryAfterMs?: number;
 }
 
 /** Underlay bytes a frame costs beyond its IP packet (spec 3.7): 62 plain, 86 sealed. */
@@ -81,6 +85,8 @@ export function sleeveOverhead(encrypted: boolean): number {
   );
 }
 const UDP_IP_HEADER_LEN = 28;
+/** A tunnel that could not be made is tried again after this long, by default. */
+const FASTDP_RETRY_MS = 30_000;
 const ASSUMED_UNDERLAY_MTU = 1500;
 
 interface Link {
@@ -95,6 +101,9 @@ interface Link {
   kernel: FastdpPeerLink | undefined;
   /** Why this connection does not use fastdp, when fastdp never started. */
   fastdpUnavailable: string | undefined;
+  /** The peer's CryptoInitSARemote, kept while our tunnel waits for a retry. */
+  pendingInitSA: Buffer | undefined;
+  fastdpRetry: NodeJS.Timeout | undefined;
   /** The overlay frames take: fastdp, sleeve or none. */
   best: string;
 }
@@ -240,6 +249,8 @@ export class Router implements GossipTransport {
       fastdp: undefined,
       kernel: undefined,
       fastdpUnavailable: undefined,
+      pendingInitSA: undefined,
+      fastdpRetry: undefined,
       best: "none",
     });
     if (target) this.maker.connected(target);
@@ -354,6 +365,12 @@ export class Router implements GossipTransport {
       link.fastdpUnavailable = "fastdp: the peer has no short id";
       return;
     }
+    // Heartbeats are full-size with DF: a tunnel the underlay cannot carry would never come up.
+    const mtuProblem = fastdpMtuProblem(host.mtu, this.underlayMtu(conn), host.encrypted);
+    if (mtuProblem !== undefined) {
+      link.fastdpUnavailable = `fastdp: ${mtuProblem}`;
+      return;
+    }
     const index = link.overlays!.indexOf(OVERLAY_FASTDP);
     const key = conn.sessionKey;
     let kernel: FastdpPeerLink;
@@ -372,13 +389,20 @@ export class Router implements GossipTransport {
         onHeartbeat: (frame) => link.fastdp?.heartbeatReceived(frame),
       });
     } catch (err) {
-      link.fastdpUnavailable = `fastdp: ${(err as Error).message}`;
+      const retryMs = this.opts.fastdp?.retryAfterMs ?? FASTDP_RETRY_MS;
+      link.fastdpUnavailable = `fastdp: ${(err as Error).message} (retrying in ${retryMs / 1000} s)`;
       this.log.warn("cannot set up the fast datapath towards the peer; using sleeve", {
         peer: conn.remoteLabel(),
         error: (err as Error).message,
+        retryInMs: retryMs,
       });
+      link.fastdpRetry = setTimeout(() => {
+        if (!conn.isClosed()) this.startFastdp(link);
+      }, retryMs);
+      link.fastdpRetry.unref();
       return;
     }
+    link.fastdpUnavailable = undefined;
     link.kernel = kernel;
     link.fastdp = new FastdpForwarder({
       connectionUid: conn.connectionUid,
@@ -397,6 +421,10 @@ export class Router implements GossipTransport {
       log: this.log.child({ component: "fastdp", peer: conn.remoteLabel() }),
     });
     link.fastdp.start();
+    if (link.pendingInitSA !== undefined) {
+      link.fastdp.control(FastdpControlTag.CryptoInitSARemote, link.pendingInitSA);
+      link.pendingInitSA = undefined;
+    }
   }
 
   /**
@@ -520,7 +548,9 @@ export class Router implements GossipTransport {
       return;
     }
     if (overlay === OVERLAY_FASTDP) {
-      link.fastdp?.control(parsed.subTag, Buffer.from(parsed.payload));
+      const payload = Buffer.from(parsed.payload);
+      if (link.fastdp !== undefined) link.fastdp.control(parsed.subTag, payload);
+      else if (parsed.subTag === FastdpControlTag.CryptoInitSARemote) link.pendingInitSA = payload;
     } else {
       this.message(conn, parsed.subTag, parsed.payload);
     }
@@ -536,6 +566,8 @@ export class Router implements GossipTransport {
       this.opts.dataPlane.removeForwarder(link.forwarder);
     }
     link.fastdp?.stop();
+    clearTimeout(link.fastdpRetry);
+    link.pendingInitSA?.fill(0);
     if (this.kernelActive.delete(link)) this.opts.dataPlane.setKernelPeer(conn.remote!.name, false);
     try {
       link.kernel?.close();
@@ -616,16 +648,20 @@ export class Router implements GossipTransport {
    * sealed on a 1500-byte underlay). Endpoints beyond it still work (the underlay fragments),
    * but slower: say so.
    */
-  private sleeveMtu(conn: MeshConnection): number {
-    let underlay = ASSUMED_UNDERLAY_MTU;
+  private underlayMtu(conn: MeshConnection): number {
     try {
-      underlay = this.opts.pathMtu?.(conn.remoteIp) ?? ASSUMED_UNDERLAY_MTU;
+      return this.opts.pathMtu?.(conn.remoteIp) ?? ASSUMED_UNDERLAY_MTU;
     } catch (err) {
       this.log.warn("cannot read the route MTU towards the peer; assuming 1500", {
         peer: conn.remoteLabel(),
         error: (err as Error).message,
       });
+      return ASSUMED_UNDERLAY_MTU;
     }
+  }
+
+  private sleeveMtu(conn: MeshConnection): number {
+    const underlay = this.underlayMtu(conn);
     const mtu = Math.min(underlay, 65535) - sleeveOverhead(conn.encrypted);
     if (this.opts.mtu > mtu) {
       this.log.warn(
