@@ -9,3 +9,4 @@ export * from "./sleeve.js";
 export * from "./util.js";
 export * from "./weft.js";
 export * from "./pair.js";
+export * from "./fastdp.js";

@@ -65,6 +65,17 @@ export interface Endpoint extends Tap {
   network: string;
 }
 
+/** An endpoint namespace on a kernel bridge of a host (see Lab.addBridgedEndpoint). */
+export interface BridgedEndpoint {
+  ns: string;
+  short: string;
+  /** The veth's end on the bridge, in the host namespace. */
+  hostIf: string;
+  ip: string;
+  cidr: string;
+  mac: string;
+}
+
 export interface TapOptions {
   /** Address with prefix length, e.g. "198.19.0.1/24". */
   cidr?: string;
@@ -324,6 +335,48 @@ export class Lab {
       tapArg,
       network,
     };
+  }
+
+  /**
+   * Endpoint namespace `short` whose `eth0` (addressed `cidr`) is a veth to `bridge` in the
+   * host namespace `host` (created there if missing): an endpoint of weft's bridge mode.
+   */
+  async addBridgedEndpoint(
+    short: string,
+    host: Host,
+    opts: { bridge: string; cidr: string; mtu?: number },
+  ): Promise<BridgedEndpoint> {
+    const ns = await this.addNamespace(short);
+    const mtu = String(opts.mtu ?? DEFAULT_TAP_MTU);
+    const hostIf = `v${short}`.slice(0, 15);
+    const has = await run("ip", ["-n", host.ns, "link", "show", opts.bridge]);
+    if (has.code !== 0) {
+      await runOk("ip", ["-n", host.ns, "link", "add", opts.bridge, "type", "bridge"]);
+      await runOk("ip", ["-n", host.ns, "link", "set", opts.bridge, "mtu", mtu, "up"]);
+    }
+    await runOk("ip", [
+      "-n",
+      host.ns,
+      "link",
+      "add",
+      hostIf,
+      "mtu",
+      mtu,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "mtu",
+      mtu,
+      "netns",
+      ns,
+    ]);
+    await runOk("ip", ["-n", host.ns, "link", "set", hostIf, "master", opts.bridge, "up"]);
+    await runOk("ip", ["-n", ns, "addr", "add", opts.cidr, "dev", "eth0"]);
+    await runOk("ip", ["-n", ns, "link", "set", "eth0", "up"]);
+    const mac = await linkMac(ns, "eth0");
+    return { ns, short, hostIf, ip: opts.cidr.split("/")[0] ?? opts.cidr, cidr: opts.cidr, mac };
   }
 
   /** Starts a long-running process owned by this lab (stopped by cleanup). */
