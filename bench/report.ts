@@ -128,6 +128,12 @@ export function render(res: BenchResults): string {
       ...(w.httpPort !== undefined ? [`--http-addr 127.0.0.1:${w.httpPort}`] : []),
       ...(w.crypto ? [`--password-file FILE --crypto-backend ${w.crypto}`] : []),
     ].join(" ");
+    if (w.bridge !== undefined) {
+      out.push(
+        `- **${w.label}**: \`weft launch --bridge ${w.bridge} --mtu ${WEFT_MTU} ${flags} <peer>\` in h1 and h2 (no encryption), endpoint namespaces ${a}/${b} on veths to bridge \`${w.bridge}\` (MTU ${WEFT_MTU}, 198.19.${w.subnet}.1/.2); the connection is on fastdp (checked in status) before measuring, so the kernel carries the frames: endpoint veth ↔ bridge ↔ weft's VXLAN tunnel; iperf3 from ${a} to ${b}.`,
+      );
+      continue;
+    }
     const what = w.crypto
       ? `sleeve and TCP encrypted with a random password, NaCl secretbox on ${w.crypto === "sodium" ? "sodium-native" : "tweetnacl"}`
       : "plain sleeve, no encryption";

@@ -5,6 +5,8 @@
 //   weft            a weft pair in h1/h2, endpoint namespaces e1/e2 on persistent TAPs (198.19.0.1/.2)
 //   weft-enc        a second, encrypted weft pair (sodium-native), e3/e4 (198.19.1.1/.2)
 //   weft-tweetnacl  a third, encrypted weft pair (tweetnacl), e5/e6 (198.19.2.1/.2)
+//   weft-fastdp     a fourth pair in bridge mode, handed to the kernel fast datapath, e7/e8 on
+//                   bridge "benchbr" (198.19.3.1/.2)
 // The weft pairs run side by side in h1/h2 on their own TCP/UDP and status ports.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +16,7 @@ import {
   launchWeft,
   waitForPing,
   waitMesh,
+  waitOverlay,
   type Endpoint,
   type Host,
   type Lab,
@@ -28,7 +31,14 @@ export const VXLAN_ID = 42;
 export const VXLAN_PORT = 4789;
 export const VXLAN_DEV = "vx42";
 
-export const PATH_IDS = ["veth", "vxlan", "weft", "weft-enc", "weft-tweetnacl"] as const;
+export const PATH_IDS = [
+  "veth",
+  "vxlan",
+  "weft",
+  "weft-enc",
+  "weft-tweetnacl",
+  "weft-fastdp",
+] as const;
 export type PathId = (typeof PATH_IDS)[number];
 export type WeftPathId = Extract<PathId, `weft${string}`>;
 
@@ -50,6 +60,8 @@ export interface WeftSpec {
   httpPort?: number;
   /** Encrypted with this secretbox backend; undefined: no password. */
   crypto?: "sodium" | "tweetnacl";
+  /** Bridge mode on this bridge (endpoints on veths to it), expecting fastdp. */
+  bridge?: string;
   tcpPort: number;
   udpPort: number;
 }
@@ -90,7 +102,34 @@ export const WEFT_SPECS: readonly WeftSpec[] = [
     tcpPort: 5305,
     udpPort: 5315,
   },
+  {
+    id: "weft-fastdp",
+    label: "weft fastdp (kernel VXLAN handoff)",
+    tag: "weft fastdp",
+    endpoints: ["e7", "e8"],
+    subnet: 3,
+    // Its tunnels listen on port + 1 = 6811.
+    port: 6810,
+    statusPort: 6812,
+    httpPort: 6813,
+    bridge: "benchbr",
+    tcpPort: 5306,
+    udpPort: 5316,
+  },
 ];
+
+/** A bridged endpoint in the shape the bench reads (its veth stands in for the TAP). */
+async function addEndpointFor(
+  lab: Lab,
+  spec: WeftSpec,
+  host: Host,
+  short: string,
+  cidr: string,
+): Promise<Endpoint> {
+  if (spec.bridge === undefined) return lab.addEndpoint(short, { cidr, mtu: WEFT_MTU });
+  const e = await lab.addBridgedEndpoint(short, host, { bridge: spec.bridge, cidr, mtu: WEFT_MTU });
+  return { ...e, dev: "eth0", mtu: WEFT_MTU, tapArg: "", network: "default" };
+}
 
 export function isWeftPath(id: PathId): id is WeftPathId {
   return id.startsWith("weft");
@@ -245,9 +284,10 @@ function loggedBackend(node: WeftNode): string | undefined {
 export async function setupWeft(lab: Lab, topo: Topology, spec: WeftSpec): Promise<BenchPath> {
   const { h1, h2 } = topo;
   const [s1, s2] = spec.endpoints;
-  const e1 = await lab.addEndpoint(s1, { cidr: `198.19.${spec.subnet}.1/24`, mtu: WEFT_MTU });
-  const e2 = await lab.addEndpoint(s2, { cidr: `198.19.${spec.subnet}.2/24`, mtu: WEFT_MTU });
+  const e1 = await addEndpointFor(lab, spec, h1, s1, `198.19.${spec.subnet}.1/24`);
+  const e2 = await addEndpointFor(lab, spec, h2, s2, `198.19.${spec.subnet}.2/24`);
   const extraArgs = [
+    ...(spec.bridge !== undefined ? ["--bridge", spec.bridge] : []),
     ...(spec.httpPort !== undefined ? ["--http-addr", `127.0.0.1:${spec.httpPort}`] : []),
     ...(spec.crypto ? ["--password-file", passwordFile(lab), "--crypto-backend", spec.crypto] : []),
   ];
@@ -256,7 +296,7 @@ export async function setupWeft(lab: Lab, topo: Topology, spec: WeftSpec): Promi
     launchWeft(lab, self, {
       // Distinct peer names per pair, so that no two meshes could ever be confused.
       name: `02:77:66:${spec.subnet.toString(16).padStart(2, "0")}:00:${self.index.toString(16).padStart(2, "0")}`,
-      taps: [ep.tapArg],
+      taps: spec.bridge === undefined ? [ep.tapArg] : [],
       mtu: WEFT_MTU,
       peers: [peer(other)],
       ...(spec.port !== undefined && { port: spec.port }),
@@ -281,6 +321,7 @@ export async function setupWeft(lab: Lab, topo: Topology, spec: WeftSpec): Promi
     weft: { spec, e1, e2, procs },
   };
   await waitMesh([w1, w2], 30_000);
+  if (spec.bridge !== undefined) for (const w of [w1, w2]) await waitOverlay(w, "fastdp");
   await waitForPing(e1.ns, e2.ip, 15_000);
   // The launcher may have been a wrapper when first looked at; look again now that it runs.
   for (const w of procs) w.pid = findProcess(w.node.pid, "node") ?? w.node.pid;
