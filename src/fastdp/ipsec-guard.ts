@@ -383,9 +383,17 @@ export class IpsecGuard {
     });
   }
 
-  /** Removes the rules of `conn`; rules (or chains) already gone are not an error. */
-  async removeConnection(conn: IpsecConnection): Promise<void> {
-    const rules = connectionRules(conn);
+  /**
+   * Removes the rules of `conn`; rules (or chains) already gone are not an error. With
+   * `keepShared`, only the rule naming its SPI goes: the other two are the same for every
+   * connection between the two addresses, and a newer connection to the peer still needs them.
+   */
+  async removeConnection(
+    conn: IpsecConnection,
+    opts: { keepShared?: boolean } = {},
+  ): Promise<void> {
+    const all = connectionRules(conn);
+    const rules = opts.keepShared === true ? all.slice(0, 1) : all;
     return this.serial(async () => {
       for (const rule of rules) await this.removeAllCopies(rule);
     });

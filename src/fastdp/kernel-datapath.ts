@@ -19,7 +19,10 @@ const PROBE_LINK = "weftvx-probe";
 export const ESP_REPLAY_WINDOW = 256;
 /** Marks outbound VXLAN for the XFRM policy (spec 5.5). */
 export const IPSEC_MARK = 0x20000;
-/** Our SAs' reqid ("weft"): local only, it lets a restart find what a crash left. */
+/**
+ * Our inbound SAs' reqid ("weft"): local only (inbound lookup is by SPI), it lets a restart
+ * find what a crash left. Outbound SAs keep Weave's 0, which their policy's template matches.
+ */
 export const WEFT_REQID = 0x77656674;
 
 export interface KernelDatapathOptions {
@@ -46,6 +49,11 @@ export class KernelDatapath implements FastdpHost {
   private readonly xfrm: XfrmOps | undefined;
   private readonly guard: IpsecGuard | undefined;
   private readonly peers = new Set<PeerTunnel>();
+  /**
+   * Tunnels with guard rules per (local, remote, port): a replaced connection's tunnel may
+   * close after its successor made the same shared rules.
+   */
+  private readonly guarded = new Map<string, number>();
 
   private constructor(
     private readonly opts: KernelDatapathOptions,
@@ -141,6 +149,13 @@ export class KernelDatapath implements FastdpHost {
   forget(tunnel: PeerTunnel): void {
     this.peers.delete(tunnel);
   }
+  /** Counts a tunnel's guard rules in (+1) or out (-1); returns how many tunnels still use them. */
+  guardUsers(key: string, delta: number): number {
+    const users = (this.guarded.get(key) ?? 0) + delta;
+    if (users > 0) this.guarded.set(key, users);
+    else this.guarded.delete(key);
+    return users;
+  }
 }
 
 /** What one peer has in the kernel: its VXLAN link, heartbeat socket, SAs, policy and rules. */
@@ -149,6 +164,7 @@ class PeerTunnel implements FastdpPeerLink {
   private readonly name: string;
   private readonly socket: PacketSocket;
   private inbound: { spi: number } | undefined;
+  private guardKey: string | undefined;
   private outbound: { spi: number } | undefined;
   private closed = false;
 
@@ -235,16 +251,33 @@ class PeerTunnel implements FastdpPeerLink {
     if (this.inbound !== undefined) {
       const spi = this.inbound.spi;
       attempt("the inbound SA", () => xfrm?.deleteSa(localIp, spi));
-      attempt("the inbound guard rules", () =>
-        guard?.removeConnection({ local: localIp, remote: remoteIp, port: remoteVxlanPort, spi }),
-      );
+      if (this.guardKey !== undefined) {
+        const keepShared = this.host.guardUsers(this.guardKey, -1) > 0;
+        attempt("the inbound guard rules", () =>
+          guard?.removeConnection(
+            { local: localIp, remote: remoteIp, port: remoteVxlanPort, spi },
+            { keepShared },
+          ),
+        );
+      }
     }
     if (this.outbound !== undefined) {
       const spi = this.outbound.spi;
       attempt("the outbound SA", () => xfrm?.deleteSa(remoteIp, spi));
-      attempt("the outbound policy", () =>
-        xfrm?.deletePolicy({ src: localIp, dst: remoteIp, mark: IPSEC_MARK }),
-      );
+      // A successor connection may have replaced the policy (same selector and mark) already.
+      attempt("the outbound policy", () => {
+        const current = xfrm
+          ?.listPolicies()
+          .find(
+            (p) =>
+              p.selector.saddr === localIp &&
+              p.selector.daddr === remoteIp &&
+              p.mark?.value === IPSEC_MARK,
+          );
+        if (current?.tmpls.some((t) => t.spi === spi)) {
+          xfrm?.deletePolicy({ src: localIp, dst: remoteIp, mark: IPSEC_MARK });
+        }
+      });
     }
   }
 
@@ -270,6 +303,8 @@ class PeerTunnel implements FastdpPeerLink {
           key.dispose();
         }
         this.inbound = { spi };
+        this.guardKey = `${localIp}|${remoteIp}|${remoteVxlanPort}`;
+        this.host.guardUsers(this.guardKey, +1);
         await guard.allowConnection({
           local: localIp,
           remote: remoteIp,
@@ -281,13 +316,8 @@ class PeerTunnel implements FastdpPeerLink {
       setupOutbound: async (nonce, spi) => {
         const key = ipsecKey(sessionKey, nonce, remoteName);
         try {
-          xfrm.addOutboundSa({
-            src: localIp,
-            dst: remoteIp,
-            spi,
-            key36: key.keyAndSalt,
-            reqid: WEFT_REQID,
-          });
+          // reqid 0: the policy template's is 0 and the kernel matches reqids exactly.
+          xfrm.addOutboundSa({ src: localIp, dst: remoteIp, spi, key36: key.keyAndSalt });
         } finally {
           key.dispose();
         }

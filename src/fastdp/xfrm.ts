@@ -814,8 +814,9 @@ export interface NewSaOptions {
   /** XFRM_MSG_UPDSA (replaces the larval SA left by ALLOCSPI) instead of XFRM_MSG_NEWSA. */
   update?: boolean;
   /**
-   * Weave uses 0. It never appears on the wire and templates with reqid 0 match any, so weft
-   * marks its SAs with one of its own to find them again after a crash.
+   * Weave uses 0. It never appears on the wire; weft marks its inbound SAs with one of its own
+   * to find them again after a crash. (An outbound SA must keep its policy template's reqid:
+   * the kernel compares them exactly.)
    */
   reqid?: number;
 }

@@ -37,8 +37,21 @@ beforeAll(async () => {
     }),
   );
 }, 300_000);
-afterEach((ctx) => {
-  if (ctx.task.result?.state === "fail") console.error(lab.logsReport(80));
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state !== "fail") return;
+  console.error(lab.logsReport(80));
+  // What the kernel had: SAs with their counters, the guard rules with theirs, the tunnels.
+  for (const h of [pair.h1, pair.h2]) {
+    for (const [cmd, args] of [
+      ["ip", ["-s", "xfrm", "state"]],
+      ["ip", ["xfrm", "policy"]],
+      ["iptables-save", ["-c"]],
+      ["ip", ["-d", "-s", "link", "show", "type", "vxlan"]],
+    ] as const) {
+      const r = await nsRun(h.ns, cmd, [...args]);
+      console.error(`--- ${h.short}: ${cmd} ${args.join(" ")}\n${r.stdout}${r.stderr}`);
+    }
+  }
 });
 afterAll(async () => {
   await lab?.cleanup();

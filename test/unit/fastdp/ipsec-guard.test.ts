@@ -458,6 +458,16 @@ describe.each<Flavour>(["nft", "legacy"])(
       expect(ipt.dump()).toEqual([]);
     });
 
+    it("removeConnection with keepShared leaves the rules a successor connection shares", async () => {
+      const { ipt, guard } = make();
+      await guard.setup();
+      const successor = { ...CONN, spi: CONN.spi + 1 };
+      await guard.allowConnection(CONN);
+      await guard.allowConnection(successor);
+      await guard.removeConnection(CONN, { keepShared: true });
+      expect(ipt.dump()).toEqual([...STATIC_DUMP, ...connLines(successor)].sort());
+    });
+
     it("teardown removes everything, and is fine with nothing there", async () => {
       const { ipt, guard } = make();
       await guard.teardown();
