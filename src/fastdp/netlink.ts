@@ -61,12 +61,14 @@ export const NLMSGERR_ATTR_OFFS = 2;
 /** Default cap on attributes accepted from one attribute stream. */
 export const MAX_ATTRIBUTES = 4096;
 
+// Arithmetic, not bitwise: lengths read from the kernel (or a fuzzer) can exceed 2^31, where
+// `&` would wrap them negative.
 export function nlmsgAlign(len: number): number {
-  return (len + NLMSG_ALIGNTO - 1) & ~(NLMSG_ALIGNTO - 1);
+  return Math.ceil(len / NLMSG_ALIGNTO) * NLMSG_ALIGNTO;
 }
 
 export function nlaAlign(len: number): number {
-  return (len + NLA_ALIGNTO - 1) & ~(NLA_ALIGNTO - 1);
+  return Math.ceil(len / NLA_ALIGNTO) * NLA_ALIGNTO;
 }
 
 export type NetlinkErrorCode =

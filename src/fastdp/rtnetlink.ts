@@ -605,7 +605,8 @@ export function parseNeighbourMessage(msg: NetlinkMessage): NeighbourInfo {
  * `ifindex` is given. The header is an ifinfomsg (like iproute2's `bridge fdb show dev X`): on a
  * socket without NETLINK_GET_STRICT_CHK the kernel filters on its ifi_index only then (an ndmsg
  * header would dump every device). For a bridge port the reply holds both the bridge's entries
- * for the port (NTF_MASTER, with NDA_MASTER) and the device's own (NTF_SELF, e.g. vxlan remotes).
+ * for the port (with NDA_MASTER; kernel 6.18 leaves ndm_flags 0 on them) and the device's own
+ * (NTF_SELF, e.g. vxlan remotes). Dumped by the bridge's own index, only the bridge's entries come.
  */
 export function buildGetFdbDump(ifindex?: number, seq = 0): Buffer {
   if (ifindex !== undefined) checkIndex(ifindex);
