@@ -32,7 +32,8 @@ export async function startBridgedPair(
   const args = ["--bridge", TEST_BRIDGE, ...(opts.extraArgs ?? [])];
   const w1 = launchWeft(lab, h1, { peers: [h2.ip], ...opts.weft, extraArgs: args });
   const w2 = launchWeft(lab, h2, { peers: [h1.ip], ...opts.weft, extraArgs: args });
-  await waitMesh([w1, w2]);
+  // In the kernel lab's emulated VM everything is 10-20x slower.
+  await waitMesh([w1, w2], process.env.RUN_IN_VM ? 240_000 : 30_000);
   return { h1, h2, e1, e2, w1, w2 };
 }
 

@@ -20,9 +20,9 @@ import {
   type PcapPacket,
 } from "../harness/index.js";
 
-const HOLD_S = 4;
+const HOLD_S = 8;
 const BLOCK_ESP = ["-p", "esp", "-j", "DROP"];
-const SLOW = 120_000;
+const SLOW = 240_000;
 
 let lab: Lab;
 let pair: BridgedPair;
@@ -36,7 +36,7 @@ beforeAll(async () => {
       extraArgs: ["--password-file", file, "--fastdp-hold-after", String(HOLD_S)],
     }),
   );
-}, 300_000);
+}, 600_000);
 afterEach(async (ctx) => {
   if (ctx.task.result?.state !== "fail") return;
   console.error(lab.logsReport(80));
