@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import { listen } from "../util/listen.js";
 import type { Logger } from "../util/log.js";
+import { handleIpamRequest, type IpamService } from "./ipam-api.js";
 import { UsageError, parseHostPort, DEFAULT_PORT } from "../cli/options.js";
 
 /** What the router API can ask of the router. */
@@ -22,8 +23,11 @@ export async function startRouterApi(
   port: number,
   router: RouterControl,
   log: Logger,
+  ipam?: IpamService,
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
+    // IPAM off: its routes do not exist (404), which Weave's tooling reads as "IPAM off".
+    if (ipam !== undefined && handleIpamRequest(ipam, req, res)) return;
     const reply = (status: number, body: string): void => {
       res.writeHead(status, { "content-type": "text/plain" });
       res.end(body);
