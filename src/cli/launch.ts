@@ -18,6 +18,10 @@ import { DEFAULT_MAC_TABLE_SIZE } from "../switch/mac-table.js";
 import { nodePortName } from "./options.js";
 import type { FastdpOptions } from "../mesh/router.js";
 import type { KernelDatapath } from "../fastdp/kernel-datapath.js";
+import { Allocator, IPAM_CHANNEL, type IpallocInit } from "../ipam/allocator.js";
+import { JsonFileStore } from "../ipam/store.js";
+import { formatAddress } from "../ipam/address.js";
+import type { Range } from "../ipam/types.js";
 
 export interface LaunchConfig {
   name?: PeerName;
@@ -42,6 +46,15 @@ export interface LaunchConfig {
   /** False: sleeve only (`--no-fastdp`). */
   fastdp?: boolean;
   fastdpHoldAfterMs?: number;
+  /** IPAM (spec 8); absent: off. */
+  ipam?: IpamConfig;
+}
+
+export interface IpamConfig {
+  range: Range;
+  defaultSubnet: Range;
+  init: IpallocInit;
+  dataDir: string;
 }
 
 export type CryptoBackend = "auto" | BackendName;
@@ -167,6 +180,39 @@ async function setupBridge(
   return { host: opened, ...holdAfter };
 }
 
+/** The IPAM peer on the `IPallocation` channel (spec 8), with its database under dataDir. */
+function startIpam(
+  config: IpamConfig,
+  identity: { name: number; uid: bigint; nickname: string },
+  router: Router,
+  log: Logger,
+): Allocator {
+  const prefix = (r: Range): number => 32 - Math.log2(r.end - r.start);
+  const allocator = new Allocator({
+    us: identity.name,
+    uid: identity.uid,
+    nickname: identity.nickname,
+    universe: config.range,
+    defaultSubnet: { ...config.defaultSubnet, prefix: prefix(config.defaultSubnet) },
+    init: config.init,
+    store: new JsonFileStore(config.dataDir, identity.name),
+    log,
+    transport: {
+      broadcast: (data) => router.mesh.gossip.gossipBroadcast(IPAM_CHANNEL, data),
+      unicast: (dst, payload) => router.mesh.gossip.gossipUnicast(IPAM_CHANNEL, dst, payload),
+      knownPeer: (peer) => router.mesh.peers.has(peer),
+      givenPeers: () => router.targets().filter((t) => !t.discovered).length,
+    },
+  });
+  router.mesh.gossip.register(IPAM_CHANNEL, allocator);
+  log.info("IPAM on", {
+    range: `${formatAddress(config.range.start)}/${32 - Math.log2(config.range.end - config.range.start)}`,
+    init: config.init.mode,
+    dataDir: config.dataDir,
+  });
+  return allocator;
+}
+
 /** Starts a peer: data plane, TAP ports, router, status endpoint. */
 export async function launch(config: LaunchConfig, log: Logger): Promise<Running> {
   const counters = new Counters();
@@ -190,6 +236,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   let status: Server | undefined;
   let api: Server | undefined;
   let kernel: KernelDatapath | undefined;
+  let ipam: Allocator | undefined;
   try {
     for (const network of config.networks) dataPlane.networks.add(network);
     if (config.taps.length > 0) {
@@ -227,18 +274,39 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       counters,
       log,
     });
+    const liveRouterForIpam = router;
+    if (config.ipam !== undefined) {
+      ipam = startIpam(config.ipam, identity, liveRouterForIpam, log);
+    }
     await router.listen();
     const liveRouter = router;
+    const liveIpam = ipam;
     status = await startStatusServer(
       config.statusAddr.host,
       config.statusAddr.port,
-      () => buildReport(liveRouter, dataPlane, counters, config.mtu, config.port),
+      () =>
+        buildReport(
+          liveRouter,
+          dataPlane,
+          counters,
+          config.mtu,
+          config.port,
+          liveIpam,
+          config.bridge,
+        ),
       log,
     );
-    api = await startRouterApi(config.httpAddr.host, config.httpAddr.port, liveRouter, log);
+    api = await startRouterApi(
+      config.httpAddr.host,
+      config.httpAddr.port,
+      liveRouter,
+      log,
+      liveIpam,
+    );
     dataPlane.start();
     for (const peer of config.peers) router.connect(peer.host, peer.port, peer.portGiven);
   } catch (err) {
+    ipam?.stop();
     await router?.stop();
     await kernel?.close();
     status?.close();
@@ -257,8 +325,10 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   const liveStatus = status;
   const liveApi = api;
   const liveKernel = kernel;
+  const stopIpam = ipam;
   return {
     async stop() {
+      stopIpam?.stop();
       await liveRouter.stop();
       await liveKernel?.close();
       liveStatus.closeAllConnections();

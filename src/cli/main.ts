@@ -2,7 +2,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Logger, type LogLevel } from "../util/log.js";
 import { WEFT_VERSION } from "../status/report.js";
 import { readFileSync } from "node:fs";
-import { launch, type CryptoBackend, type UdpBackend } from "./launch.js";
+import { launch, type CryptoBackend, type IpamConfig, type UdpBackend } from "./launch.js";
+import { DEFAULT_DATA_DIR } from "../ipam/store.js";
 import {
   DEFAULT_MTU,
   DEFAULT_PORT,
@@ -18,6 +19,9 @@ import {
   parsePort,
   parseTap,
   parseBridge,
+  parseIpallocInit,
+  parseIpallocRange,
+  parseIpallocSubnet,
   parseHoldAfter,
   checkBridgeAndTaps,
   resolvePassword,
@@ -59,6 +63,10 @@ interface LaunchFlags {
   bridge?: string;
   fastdp: boolean;
   fastdpHoldAfter?: number;
+  ipallocRange: string;
+  ipallocDefaultSubnet?: string;
+  ipallocInit?: string;
+  dataDir: string;
 }
 
 const STATUS_PATHS: Record<string, string> = {
@@ -67,6 +75,7 @@ const STATUS_PATHS: Record<string, string> = {
   peers: "/status/peers",
   targets: "/status/targets",
   routes: "/status/routes",
+  ipam: "/status/ipam",
   report: "/report",
 };
 
@@ -79,10 +88,12 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     );
   }
   checkBridgeAndTaps(flags.bridge, flags.tap ?? []);
+  const ipam = ipamConfig(flags);
   const config = {
     ...(password !== undefined ? { password } : {}),
     ...(flags.bridge !== undefined ? { bridge: flags.bridge } : {}),
     fastdp: flags.fastdp,
+    ...(ipam !== undefined ? { ipam } : {}),
     ...(flags.fastdpHoldAfter !== undefined
       ? { fastdpHoldAfterMs: flags.fastdpHoldAfter * 1000 }
       : {}),
@@ -118,11 +129,36 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
   process.on("SIGTERM", () => stop("SIGTERM"));
 }
 
+/** The IPAM flags as spec 8.1 checks them; undefined when IPAM is off. */
+function ipamConfig(flags: LaunchFlags): IpamConfig | undefined {
+  const range = parseIpallocRange(flags.ipallocRange);
+  if (range === undefined) {
+    if (flags.ipallocInit !== undefined || flags.ipallocDefaultSubnet !== undefined) {
+      throw new UsageError("--ipalloc-init and --ipalloc-default-subnet need --ipalloc-range");
+    }
+    return undefined;
+  }
+  const defaultSubnet =
+    flags.ipallocDefaultSubnet !== undefined
+      ? parseIpallocSubnet(flags.ipallocDefaultSubnet)
+      : range;
+  if (defaultSubnet.end <= range.start || defaultSubnet.start >= range.end) {
+    throw new UsageError(
+      `--ipalloc-default-subnet ${flags.ipallocDefaultSubnet} does not overlap --ipalloc-range ${flags.ipallocRange}`,
+    );
+  }
+  const init =
+    flags.ipallocInit !== undefined
+      ? parseIpallocInit(flags.ipallocInit)
+      : { mode: "consensus" as const };
+  return { range, defaultSubnet, init, dataDir: flags.dataDir };
+}
+
 async function runStatus(what: string | undefined, flags: { statusAddr: string }): Promise<void> {
   const path = STATUS_PATHS[what ?? ""];
   if (path === undefined) {
     throw new UsageError(
-      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, targets, routes, report`,
+      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, targets, routes, ipam, report`,
     );
   }
   const addr = parseHostPort("--status-addr", flags.statusAddr, 6782);
@@ -248,6 +284,24 @@ export function buildProgram(): Command {
     .option("--no-fastdp", "never hand connections to the kernel fast datapath: sleeve only")
     .addOption(
       new Option(
+        "--ipalloc-range <cidr>",
+        "IPAM: the range addresses come from; empty turns IPAM off",
+      ).default("10.32.0.0/12"),
+    )
+    .addOption(
+      new Option("--ipalloc-default-subnet <cidr>", "IPAM: subnet when a request names none"),
+    )
+    .addOption(
+      new Option(
+        "--ipalloc-init <mode>",
+        "IPAM: consensus[=N] (default), seed=NAME,NAME,… or observer",
+      ),
+    )
+    .addOption(
+      new Option("--data-dir <dir>", "where IPAM keeps its database").default(DEFAULT_DATA_DIR),
+    )
+    .addOption(
+      new Option(
         "--fastdp-hold-after <seconds>",
         "heartbeat silence before fastdp falls back to sleeve (default 60, as Weave)",
       ).argParser(checked(parseHoldAfter)),
@@ -277,6 +331,38 @@ export function buildProgram(): Command {
     .action((peers: string[], flags: { httpAddr: string }) =>
       postToRouter(flags.httpAddr, "/forget", peers, false),
     );
+
+  program
+    .command("attach")
+    .description(
+      "connect a network namespace to weft's bridge as ethwe, with addresses from IPAM (net:default, net:CIDR) or claimed (ADDR/PREFIX)",
+    )
+    .argument("<args...>", "[ADDR/PREFIX | net:CIDR | net:default]... NETNS (name, path or PID)")
+    .addOption(new Option("--network <name>", "weft network (bridge mode: default)"))
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .addOption(
+      new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
+    )
+    .action(
+      async (args: string[], flags: { network?: string; httpAddr: string; statusAddr: string }) => {
+        // Lazily: attach needs the native addon, which other commands must not depend on.
+        const { runAttach } = await import("./attach.js");
+        await runAttach(args, flags);
+      },
+    );
+
+  program
+    .command("detach")
+    .description("release a namespace's addresses and remove its ethwe")
+    .argument("<netns>", "name, path or PID")
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .addOption(
+      new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
+    )
+    .action(async (netns: string, flags: { httpAddr: string; statusAddr: string }) => {
+      const { runDetach } = await import("./attach.js");
+      await runDetach([netns], flags);
+    });
 
   program
     .command("status")

@@ -1,3 +1,6 @@
+import type { Range } from "../ipam/types.js";
+import type { IpallocInit } from "../ipam/allocator.js";
+import { parseCidr } from "../ipam/address.js";
 import { DEFAULT_NETWORK, validateNetworkName } from "../switch/network.js";
 import { LOG_LEVELS, type LogLevel } from "../util/log.js";
 import { parsePeerName, type PeerName } from "../wire/peer-name.js";
@@ -188,4 +191,51 @@ export function resolvePassword(
     if (fromEnv !== undefined) password = Buffer.from(fromEnv, "utf8");
   }
   return password !== undefined && password.length > 0 ? password : undefined;
+}
+
+/** `--ipalloc-range CIDR`: the IPAM universe; empty turns IPAM off (spec 8.1). */
+export function parseIpallocRange(text: string): Range | undefined {
+  if (text === "") return undefined;
+  try {
+    return parseCidr(text, "--ipalloc-range");
+  } catch (err) {
+    return fail("--ipalloc-range", (err as Error).message);
+  }
+}
+
+export function parseIpallocSubnet(text: string): Range {
+  try {
+    return parseCidr(text, "--ipalloc-default-subnet");
+  } catch (err) {
+    return fail("--ipalloc-default-subnet", (err as Error).message);
+  }
+}
+
+/** `--ipalloc-init consensus[=N] | seed=NAME,NAME,… | observer` (spec 8.1). */
+export function parseIpallocInit(text: string): IpallocInit {
+  if (text === "consensus") return { mode: "consensus" };
+  if (text === "observer") return { mode: "observer" };
+  const eq = text.indexOf("=");
+  const mode = eq < 0 ? text : text.slice(0, eq);
+  const value = eq < 0 ? "" : text.slice(eq + 1);
+  if (mode === "consensus") {
+    return {
+      mode: "consensus",
+      count: parseIntInRange("--ipalloc-init consensus", value, 1, 65536),
+    };
+  }
+  if (mode === "seed" && value !== "") {
+    const peers = value.split(",").map((name) => {
+      try {
+        return parsePeerName(name);
+      } catch (err) {
+        return fail("--ipalloc-init seed", `${JSON.stringify(name)}: ${(err as Error).message}`);
+      }
+    });
+    return { mode: "seed", peers };
+  }
+  return fail(
+    "--ipalloc-init",
+    `${JSON.stringify(text)}: want consensus[=N], seed=NAME,NAME,… or observer`,
+  );
 }

@@ -1,3 +1,5 @@
+import type { IpamStatus } from "../ipam/allocator.js";
+
 /**
  * Text renderings of the status report, in Weave's formats (spec 4.4), so that scripts written
  * against `weave status` keep working against `weft status`.
@@ -61,9 +63,13 @@ export interface NetworkReport {
 export interface Report {
   Version: string;
   Router: RouterReport;
+  /** Present when IPAM is on. */
+  IPAM?: IpamStatus;
   Weft: {
     MTU: number;
     Datapath: string;
+    /** The kernel bridge of the default network, in bridge mode. */
+    Bridge?: string;
     Networks: NetworkReport[];
     Routes: RouteReport[];
     Counters: Record<string, number>;
@@ -176,4 +182,27 @@ export function renderStatus(report: Report): string {
     rows.map(([key, value]) => (key === "" ? "" : `${key.padStart(15)}: ${value}`)).join("\n") +
     "\n"
   );
+}
+
+/**
+ * `weft status ipam`, in Weave's layout: the range and state, then one line per owner with its
+ * share of the range, its free addresses, and `- unreachable!` for owners not in the mesh.
+ */
+export function renderIpam(report: Report): string {
+  const ipam = report.IPAM;
+  if (ipam === undefined) return "IPAM is off (no --ipalloc-range)\n";
+  const lines = [
+    `        Status: ${ipam.state}`,
+    `         Range: ${ipam.range}`,
+    ` DefaultSubnet: ${ipam.defaultSubnet}`,
+  ];
+  const owners = [...ipam.owners].sort((a, b) => b.size - a.size);
+  const width = Math.max(0, ...owners.map((o) => `${o.peer}(${o.nickname})`.length));
+  for (const o of owners) {
+    const who = pad(`${o.peer}(${o.nickname})`, width);
+    const pct = ((100 * o.size) / ipam.size).toFixed(1);
+    const tail = o.reachable ? ` (${o.free} free)` : " - unreachable!";
+    lines.push(`${who} ${o.size} IPs (${pct}% of total)${tail}`);
+  }
+  return lines.map((l) => l + "\n").join("");
 }

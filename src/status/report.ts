@@ -3,6 +3,7 @@ import { formatPeerName } from "../wire/peer-name.js";
 import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION } from "../wire/protocol.js";
 import type { DataPlane } from "../datapath/data-plane.js";
 import type { Router } from "../mesh/router.js";
+import type { Allocator } from "../ipam/allocator.js";
 import type { ConnectionReport, PeerReport, Report, RouteReport } from "./render.js";
 
 export const WEFT_VERSION = "0.1.0";
@@ -14,6 +15,8 @@ export function buildReport(
   counters: Counters,
   mtu: number,
   port: number,
+  ipam?: Allocator,
+  bridge?: string,
 ): Report {
   const self = router.identity;
   const selfName = formatPeerName(self.name);
@@ -76,6 +79,7 @@ export function buildReport(
   }
   return {
     Version: WEFT_VERSION,
+    ...(ipam ? { IPAM: ipam.status() } : {}),
     Router: {
       Protocol: "weave",
       ProtocolMinVersion: PROTOCOL_MIN_VERSION,
@@ -92,7 +96,8 @@ export function buildReport(
     },
     Weft: {
       MTU: mtu,
-      Datapath: "sleeve",
+      Datapath: bridge !== undefined ? "bridge" : "sleeve",
+      ...(bridge !== undefined ? { Bridge: bridge } : {}),
       Networks: dataPlane.networks.all().map((n) => ({
         Name: n.name,
         VLAN: n.vlan,

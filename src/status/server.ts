@@ -2,6 +2,7 @@ import * as http from "node:http";
 import { listen } from "../util/listen.js";
 import type { Logger } from "../util/log.js";
 import {
+  renderIpam,
   renderConnections,
   renderPeers,
   renderRoutes,
@@ -34,6 +35,8 @@ export async function startStatusServer(
           return send(200, "text/plain", renderConnections(report().Router));
         case "/status/peers":
           return send(200, "text/plain", renderPeers(report().Router));
+        case "/status/ipam":
+          return send(200, "text/plain", renderIpam(report()));
         case "/status/routes":
           return send(200, "text/plain", renderRoutes(report()));
         case "/status/targets":
