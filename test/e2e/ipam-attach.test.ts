@@ -17,7 +17,7 @@ import {
 import { useLab } from "./support.js";
 
 const RANGE = "198.19.0.0/16";
-const PER_HOST = 2;
+const PER_HOST = 5;
 
 /** Runs the weft CLI in `ns`; throws with its output unless it exits 0. */
 async function weft(ns: string, ...args: string[]): Promise<string> {
@@ -74,9 +74,11 @@ describe("IPAM and weft attach", () => {
   });
 
   it("every endpoint reaches every other", async () => {
-    for (const a of attached) {
-      for (const b of attached) if (a !== b) await waitForPing(a.ns, b.ip, 15_000);
-    }
+    await Promise.all(
+      attached.map(async (a) => {
+        for (const b of attached) if (a !== b) await waitForPing(a.ns, b.ip, 15_000);
+      }),
+    );
   });
 
   it("status ipam shows the three owners of the range", async () => {
