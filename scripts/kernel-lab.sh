@@ -11,7 +11,7 @@ find_vm() {
   local candidate
   for candidate in "${WEFT_RUN_IN_VM:-}" "$root/../shared/kernel-lab/run-in-vm" \
     /work/shared/kernel-lab/run-in-vm; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+    if [ -n "$candidate" ] && [ -f "$candidate" ]; then
       echo "$candidate"
       return 0
     fi
@@ -22,7 +22,8 @@ find_vm() {
 if vm="$(find_vm)"; then
   echo "kernel-lab: running test/kernel-lab/ in a VM ($vm)"
   # The guest has no udev: weft's TAP needs the tun device node made by hand.
-  exec "$vm" --share "$root" --cwd "$root" --mem 2G --timeout 2400 \
+  # Through bash: a copy of shared/ may have lost its execute bits.
+  exec bash "$vm" --share "$root" --cwd "$root" --mem 2G --timeout 2400 \
     --modules "esp4 xfrm_user tun" -- sh -c \
     'mkdir -p /dev/net && { [ -e /dev/net/tun ] || mknod /dev/net/tun c 10 200; } && exec "$@"' \
     kernel-lab "${run[@]}"
