@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Logger } from "../util/log.js";
 import { formatPeerName, parsePeerName, type PeerName } from "../wire/peer-name.js";
 import type { GossipData, Gossiper } from "../mesh/gossip.js";
@@ -22,6 +23,19 @@ export const IPAM_CHANNEL = "IPallocation";
 export const ALLOCATOR_TICK_MS = 5000;
 /** A claim whose owner we cannot reach fails after more attempts than this (spec 8.7.2). */
 const MAX_UNREACHABLE_CLAIM_ATTEMPTS = 5;
+/** How long a tracked endpoint may be gone before its addresses are released (spec 8.8). */
+export const DEAD_ENDPOINT_GRACE_MS = 30_000;
+/** The IPAM id prefix of an endpoint attached by `weft attach`: `netns:<namespace path>`. */
+export const NETNS_ID_PREFIX = "netns:";
+
+/**
+ * Whether a tracked (check-alive) id's endpoint still exists: for `netns:<path>` ids, whether
+ * the namespace file is still there (`ip netns del` removes it, a PID's goes with the process);
+ * any other id is taken as alive (weft has no container runtime to ask).
+ */
+export function endpointAlive(id: string): boolean {
+  return !id.startsWith(NETNS_ID_PREFIX) || existsSync(id.slice(NETNS_ID_PREFIX.length));
+}
 
 export type IpallocInit =
   | { mode: "consensus"; count?: number }
@@ -66,6 +80,8 @@ export interface AllocatorOptions {
   now?: () => number;
   random?: () => number;
   scheduler?: IntervalScheduler;
+  /** Liveness of a check-alive id (default: endpointAlive). */
+  alive?: (id: string) => boolean;
 }
 
 interface Recorded {
@@ -110,18 +126,22 @@ export class Allocator implements Gossiper, IpamService {
   private readonly table = new Map<string, { addrs: Recorded[]; container: boolean }>();
   private readonly nicknames = new Map<PeerName, string>();
   private readonly pending = new Set<Pending>();
+  /** Tracked ids found gone, and when they were first found gone (spec 8.7.3). */
+  private readonly dead = new Map<string, number>();
   private readonly primers = new Set<() => void>();
   private readonly consensus: ConsensusDriver | undefined;
   private readonly tickTimer: NodeJS.Timeout;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly random: () => number;
+  private readonly alive: (id: string) => boolean;
 
   constructor(private readonly opts: AllocatorOptions) {
     this.universe = opts.universe;
     this.log = opts.log.child({ component: "ipam" });
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
+    this.alive = opts.alive ?? endpointAlive;
     this.ring = new Ring(opts.universe.start, opts.universe.end, opts.us);
     this.ring.setInUseCheck((range) => this.space.hasAllocationsIn(range));
     this.nicknames.set(opts.us, opts.nickname);
@@ -146,8 +166,17 @@ export class Allocator implements Gossiper, IpamService {
       this.consensus = undefined;
       this.createRing(opts.init.peers);
     }
-    this.tickTimer = setInterval(() => this.retryPending(), ALLOCATOR_TICK_MS);
+    this.tickTimer = setInterval(() => this.tick(), ALLOCATOR_TICK_MS);
     this.tickTimer.unref();
+  }
+
+  /**
+   * The 5 s tick (spec 8.8): retries pending requests and sweeps tracked endpoints that are
+   * gone. Public so that tests can drive it with their own clock.
+   */
+  tick(): void {
+    this.retryPending();
+    this.sweepDead();
   }
 
   stop(): void {
@@ -206,7 +235,10 @@ export class Allocator implements Gossiper, IpamService {
   ): Promise<string> {
     const net = subnet ?? this.opts.defaultSubnet;
     const existing = this.addressesIn(id, net)[0];
-    if (existing !== undefined) return Promise.resolve(cidrText(existing));
+    if (existing !== undefined) {
+      this.dead.delete(id); // spec 8.7.1 step 1: a pending "gone" mark is cleared
+      return Promise.resolve(cidrText(existing));
+    }
     if (!rangesOverlap(net, this.universe)) {
       return Promise.reject(
         new Error(`range ${subnetText(net)} out of bounds: ${subnetText(this.universeSubnet())}`),
@@ -233,11 +265,15 @@ export class Allocator implements Gossiper, IpamService {
     if (address < this.universe.start || address >= this.universe.end) {
       const holder = this.holderOf(address);
       if (holder !== undefined && holder !== id && id !== "_") {
-        return Promise.reject(
-          new Error(`address ${formatAddress(address)} is already owned by ${holder}`),
-        );
+        if (!this.dead.has(holder)) {
+          return Promise.reject(
+            new Error(`address ${formatAddress(address)} is already owned by ${holder}`),
+          );
+        }
+        this.forget(holder, address); // a holder marked gone loses it (spec 8.7.2)
       }
       this.record(id, { address, prefix }, false);
+      this.persist();
       return Promise.resolve();
     }
     this.consensus?.start();
@@ -260,8 +296,7 @@ export class Allocator implements Gossiper, IpamService {
     if (entry === undefined || index < 0) {
       throw new Error(`Delete: no address ${formatAddress(address)} for ${id}`);
     }
-    entry.addrs.splice(index, 1);
-    if (entry.addrs.length === 0) this.table.delete(id);
+    this.forget(id, address);
     this.release1(address);
     this.changedLocally();
   }
@@ -270,6 +305,7 @@ export class Allocator implements Gossiper, IpamService {
     const entry = this.table.get(id);
     if (entry === undefined) throw new Error(`Delete: no addresses for ${id}`);
     this.table.delete(id);
+    this.dead.delete(id);
     for (const a of entry.addrs) this.release1(a.address);
     this.changedLocally();
   }
@@ -630,8 +666,71 @@ export class Allocator implements Gossiper, IpamService {
 
   private record(id: string, address: Recorded, container: boolean): void {
     const entry = this.table.get(id) ?? { addrs: [], container };
+    this.dead.delete(id); // in use again
     if (!entry.addrs.some((a) => a.address === address.address)) entry.addrs.push(address);
     this.table.set(id, entry);
+  }
+
+  /** Drops one address from an id's record (the id goes when it has none left). */
+  private forget(id: string, address: Address): void {
+    const entry = this.table.get(id);
+    if (entry === undefined) return;
+    entry.addrs = entry.addrs.filter((a) => a.address !== address);
+    if (entry.addrs.length === 0) {
+      this.table.delete(id);
+      this.dead.delete(id);
+    }
+  }
+
+  /**
+   * Spec 8.7.3 with weft's notion of a container: every id recorded with check-alive whose
+   * endpoint is gone (see `alive`) is marked; one still gone after the grace (30 s) has all its
+   * addresses released; one that came back is unmarked and keeps them.
+   */
+  private sweepDead(): void {
+    const now = this.now();
+    const released: string[] = [];
+    for (const [id, entry] of this.table) {
+      if (!entry.container) continue;
+      let alive: boolean;
+      try {
+        alive = this.alive(id);
+      } catch (err) {
+        this.log.warn("cannot tell whether an endpoint is still there", {
+          id,
+          error: (err as Error).message,
+        });
+        continue;
+      }
+      const since = this.dead.get(id);
+      if (alive) {
+        if (since !== undefined) {
+          this.dead.delete(id);
+          this.log.info("endpoint is back; keeping its addresses", { id });
+        }
+      } else if (since === undefined) {
+        this.dead.set(id, now);
+        this.log.info("endpoint is gone; releasing its addresses unless it comes back", {
+          id,
+          graceSeconds: DEAD_ENDPOINT_GRACE_MS / 1000,
+        });
+      } else if (now - since >= DEAD_ENDPOINT_GRACE_MS) {
+        released.push(id);
+      }
+    }
+    for (const id of this.dead.keys()) if (!this.table.get(id)?.container) this.dead.delete(id);
+    if (released.length === 0) return;
+    for (const id of released) {
+      const entry = this.table.get(id)!;
+      this.table.delete(id);
+      this.dead.delete(id);
+      for (const a of entry.addrs) this.release1(a.address);
+      this.log.info("released the addresses of an endpoint that is gone", {
+        id,
+        addresses: entry.addrs.map(cidrText).join(" "),
+      });
+    }
+    this.changedLocally();
   }
 
   private release1(address: Address): void {

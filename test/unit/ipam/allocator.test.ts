@@ -1,10 +1,15 @@
 // Allocators joined by an in-memory mesh that carries the real encoded payloads: consensus,
 // unique addresses, space requests, claims, rmpeer, and a restart from the database.
 import { afterEach, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Allocator, type IpallocInit } from "../../../src/ipam/allocator.js";
+import {
+  Allocator,
+  DEAD_ENDPOINT_GRACE_MS,
+  endpointAlive,
+  type IpallocInit,
+} from "../../../src/ipam/allocator.js";
 import { JsonFileStore } from "../../../src/ipam/store.js";
 import { parseAddress, parseCidr } from "../../../src/ipam/address.js";
 import { Logger } from "../../../src/util/log.js";
@@ -45,7 +50,12 @@ function node(
   net: Net,
   name: number,
   init: IpallocInit,
-  opts: { dir?: string; given?: number } = {},
+  opts: {
+    dir?: string;
+    given?: number;
+    now?: () => number;
+    alive?: (id: string) => boolean;
+  } = {},
 ): Allocator {
   const alloc: Allocator = new Allocator({
     us: name,
@@ -57,6 +67,8 @@ function node(
     log,
     random: () => 0.5,
     ...(opts.dir ? { store: new JsonFileStore(opts.dir, name) } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.alive ? { alive: opts.alive } : {}),
     transport: {
       broadcast: (data: GossipData) => {
         const [payload] = data.encode();
@@ -174,3 +186,131 @@ describe("Allocator", () => {
     expect(JSON.stringify(a.status())).toBe(before);
   });
 });
+
+describe("Allocator: endpoints that disappear (spec 8.7.3)", () => {
+  /** One peer owning the whole range, a clock we move, and ids we declare gone. */
+  function sweeper(): { a: Allocator; gone: Set<string>; at: (ms: number) => void } {
+    let clock = 1_000_000;
+    const gone = new Set<string>();
+    const a = node(
+      new Net(),
+      A,
+      { mode: "seed", peers: [A] },
+      { now: () => clock, alive: (id) => !gone.has(id) },
+    );
+    return {
+      a,
+      gone,
+      at: (ms) => {
+        clock = 1_000_000 + ms;
+        a.tick();
+      },
+    };
+  }
+
+  it("releases a tracked id that stays gone for the grace, not before", async () => {
+    const { a, gone, at } = sweeper();
+    const lost = await a.allocate("netns:/run/netns/x", undefined, true, signal());
+    const kept = await a.allocate("netns:/run/netns/y", undefined, true, signal());
+    const untracked = await a.allocate("weave:expose", undefined, false, signal());
+    gone.add("netns:/run/netns/x");
+    gone.add("weave:expose"); // not check-alive: never swept
+    at(0); // found gone
+    at(DEAD_ENDPOINT_GRACE_MS - 5000);
+    expect(a.lookup("netns:/run/netns/x", undefined)).toEqual([lost]);
+    at(DEAD_ENDPOINT_GRACE_MS);
+    expect(a.lookup("netns:/run/netns/x", undefined)).toEqual([]);
+    expect(a.owned().map((o) => o.containerid)).toEqual(["netns:/run/netns/y", "weave:expose"]);
+    expect(a.lookup("netns:/run/netns/y", undefined)).toEqual([kept]);
+    expect(a.lookup("weave:expose", undefined)).toEqual([untracked]);
+    // The address is free again: the lowest free one is handed out next.
+    expect(await a.allocate("next", undefined, true, signal())).toBe(lost);
+    expect(a.status().allocations).toBe(3);
+  });
+
+  it("keeps the addresses of an endpoint that comes back within the grace", async () => {
+    const { a, gone, at } = sweeper();
+    const id = "netns:/proc/4242/ns/net";
+    const got = await a.allocate(id, undefined, true, signal());
+    gone.add(id);
+    at(0);
+    at(20_000);
+    gone.delete(id); // back
+    at(25_000);
+    at(DEAD_ENDPOINT_GRACE_MS + 10_000);
+    expect(a.lookup(id, undefined)).toEqual([got]);
+    // Gone again later: the grace starts over from when it is next found gone.
+    gone.add(id);
+    at(60_000);
+    at(60_000 + DEAD_ENDPOINT_GRACE_MS - 5000);
+    expect(a.lookup(id, undefined)).toEqual([got]);
+    at(60_000 + DEAD_ENDPOINT_GRACE_MS);
+    expect(a.lookup(id, undefined)).toEqual([]);
+  });
+
+  it("an allocation for an id found gone clears the mark (spec 8.7.1)", async () => {
+    const { a, gone, at } = sweeper();
+    const id = "netns:/run/netns/z";
+    const got = await a.allocate(id, undefined, true, signal());
+    gone.add(id);
+    at(0);
+    expect(await a.allocate(id, undefined, true, signal())).toBe(got);
+    gone.delete(id);
+    at(10_000); // alive: stays unmarked
+    gone.add(id);
+    at(20_000); // marked again from here
+    at(20_000 + DEAD_ENDPOINT_GRACE_MS - 1);
+    expect(a.lookup(id, undefined)).toEqual([got]);
+  });
+
+  it("a claim outside the range takes an address from a holder that is gone", async () => {
+    const { a, gone, at } = sweeper();
+    const outside = parseAddress("10.9.9.9");
+    // The API's claims carry no check-alive yet: the id is tracked through an allocation.
+    await a.allocate("netns:/run/netns/old", undefined, true, signal());
+    await a.claim("netns:/run/netns/old", outside, 24, false, signal());
+    await expect(a.claim("other", outside, 24, false, signal())).rejects.toThrow(
+      /already owned by netns:\/run\/netns\/old/,
+    );
+    gone.add("netns:/run/netns/old");
+    at(0);
+    await a.claim("other", outside, 24, false, signal());
+    expect(a.lookup("other", parseSubnet("10.9.9.0/24"))).toEqual(["10.9.9.9/24"]);
+    expect(a.lookup("netns:/run/netns/old", parseSubnet("10.9.9.0/24"))).toEqual([]);
+  });
+
+  it("by default checks the namespace file of netns: ids and takes other ids as alive", () => {
+    const dir = mkdtempSync(join(tmpdir(), "weft-ipam-"));
+    dirs.push(dir);
+    const file = join(dir, "ns");
+    writeFileSync(file, "");
+    expect(endpointAlive(`netns:${file}`)).toBe(true);
+    expect(endpointAlive(`netns:${join(dir, "missing")}`)).toBe(false);
+    expect(endpointAlive("0123456789ab")).toBe(true);
+    expect(endpointAlive("weave:expose")).toBe(true);
+  });
+
+  it("releases a namespace whose file is removed, with the default check", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "weft-ipam-"));
+    dirs.push(dir);
+    const file = join(dir, "ns");
+    writeFileSync(file, "");
+    let clock = 0;
+    const a = node(new Net(), A, { mode: "seed", peers: [A] }, { now: () => clock });
+    const id = `netns:${file}`;
+    await a.allocate(id, undefined, true, signal());
+    a.tick();
+    rmSync(file);
+    a.tick();
+    clock = DEAD_ENDPOINT_GRACE_MS - 1;
+    a.tick();
+    expect(a.lookup(id, undefined)).toHaveLength(1);
+    clock = DEAD_ENDPOINT_GRACE_MS;
+    a.tick();
+    expect(a.lookup(id, undefined)).toEqual([]);
+  });
+});
+
+function parseSubnet(text: string): { start: number; end: number; prefix: number } {
+  return { ...parseCidr(text), prefix: Number(text.split("/")[1]) };
+}
