@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(iproute2 iputils-ping iperf3 iptables ipset tcpdump util-linux procps python3 make g++)
+packages=(iproute2 iputils-ping iperf3 iptables ipset nftables tcpdump util-linux procps python3 make g++)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
