@@ -70,6 +70,8 @@ export interface Report {
     Datapath: string;
     /** The kernel bridge of the default network, in bridge mode. */
     Bridge?: string;
+    /** Whether `weft attach` protects endpoints against spoofing (not `--allow-spoofing`). */
+    AntiSpoofing?: boolean;
     Networks: NetworkReport[];
     Routes: RouteReport[];
     Counters: Record<string, number>;

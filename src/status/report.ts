@@ -17,6 +17,7 @@ export function buildReport(
   port: number,
   ipam?: Allocator,
   bridge?: string,
+  antiSpoofing = true,
 ): Report {
   const self = router.identity;
   const selfName = formatPeerName(self.name);
@@ -97,7 +98,7 @@ export function buildReport(
     Weft: {
       MTU: mtu,
       Datapath: bridge !== undefined ? "bridge" : "sleeve",
-      ...(bridge !== undefined ? { Bridge: bridge } : {}),
+      ...(bridge !== undefined ? { Bridge: bridge, AntiSpoofing: antiSpoofing } : {}),
       Networks: dataPlane.networks.all().map((n) => ({
         Name: n.name,
         VLAN: n.vlan,
