@@ -1,14 +1,23 @@
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { constants } from "node:os";
 import { UsageError, parseHostPort } from "./options.js";
-import { parseCidr, parseCidrAddress } from "../ipam/address.js";
-import { EndpointOps, resolveNetns, weaveVethNames } from "../fastdp/endpoint-ops.js";
+import { parseAddress, parseCidr, parseCidrAddress, rangeContains } from "../ipam/address.js";
+import {
+  ENDPOINT_IFNAME,
+  EndpointOps,
+  resolveNetns,
+  weaveVethNames,
+} from "../fastdp/endpoint-ops.js";
+import { NETLINK_ROUTE, NetlinkRequestError, NetlinkSocket } from "../fastdp/netlink-socket.js";
+import { buildGetLink, parseLinkDetails } from "../fastdp/rtnetlink.js";
 
 /** One address request of `weft attach` (Weave's forms). */
 export type AddressSpec =
   { kind: "default" } | { kind: "subnet"; cidr: string } | { kind: "claim"; cidr: string };
 
-/** `net:default`, `net:CIDR` or `ADDR/PREFIX`; checked. */
-export function parseAddressSpec(text: string): AddressSpec {
+/** `net:default`, `net:CIDR` or `ADDR/PREFIX`; checked (errors name `command`). */
+export function parseAddressSpec(text: string, command = "attach"): AddressSpec {
   if (text === "net:default") return { kind: "default" };
   try {
     if (text.startsWith("net:")) {
@@ -18,14 +27,21 @@ export function parseAddressSpec(text: string): AddressSpec {
     parseCidrAddress(text, "address");
     return { kind: "claim", cidr: text };
   } catch (err) {
-    throw new UsageError(`attach: ${(err as Error).message}`);
+    throw new UsageError(`${command}: ${(err as Error).message}`);
   }
 }
 
 /** The IPAM id of a namespace: its path, so that attach and detach agree on it. */
 export function endpointId(netnsPath: string): string {
-  return `netns:${netnsPath}`;
+  return `${NETNS_ID}${netnsPath}`;
 }
+
+const NETNS_ID = "netns:";
+/** Weave's IPAM id for the host's own addresses on the bridge (`weave expose`). */
+export const EXPOSE_ID = "weave:expose";
+/** weft's own namespace: the CLI runs in it, as for attach (the bridge is there). */
+const OWN_NETNS = "/proc/self/ns/net";
+const RUN_NETNS = "/run/netns/";
 
 /** Veth names from a short hash of the namespace path (Weave's vethwepl<id> form). */
 export function vethNamesFor(netnsPath: string): { hostIf: string; peerIf: string } {
@@ -38,6 +54,13 @@ interface AttachFlags {
   statusAddr: string;
 }
 
+/** The router API's IPAM routes are missing (404): weft was launched with IPAM off. */
+class IpamOffError extends Error {
+  constructor() {
+    super('weft runs without IPAM (launched with --ipalloc-range "")');
+  }
+}
+
 async function request(base: string, method: string, path: string): Promise<string> {
   let response: Response;
   try {
@@ -47,15 +70,44 @@ async function request(base: string, method: string, path: string): Promise<stri
     throw new Error(`cannot reach weft at ${base} (${cause}): is weft running?`);
   }
   const body = await response.text();
-  if (response.status === 404 && path.startsWith("/ip")) {
-    throw new Error("weft runs without IPAM (--ipalloc-range): give addresses with ADDR/PREFIX");
-  }
+  if (response.status === 404 && /^\/ip(\/|$|\?)/.test(path)) throw new IpamOffError();
   if (!response.ok) throw new Error(body.trim() || `${method} ${path}: HTTP ${response.status}`);
   return body;
 }
 
+function routerBase(httpAddr: string): string {
+  const http = parseHostPort("--http-addr", httpAddr, 6784);
+  return `http://${http.host}:${http.port}`;
+}
+
+/** Asks IPAM for an address (or claims the given one) under `id`; a claim needs no IPAM. */
+async function obtain(
+  base: string,
+  id: string,
+  spec: AddressSpec,
+  checkAlive: boolean,
+): Promise<string> {
+  const query = checkAlive ? "?check-alive=true" : "";
+  const encoded = encodeURIComponent(id);
+  try {
+    if (spec.kind === "claim") {
+      await request(base, "PUT", `/ip/${encoded}/${spec.cidr}${query}`);
+      return spec.cidr;
+    }
+    const path = spec.kind === "default" ? `/ip/${encoded}` : `/ip/${encoded}/${spec.cidr}`;
+    return (await request(base, "POST", `${path}${query}`)).trim();
+  } catch (err) {
+    if (!(err instanceof IpamOffError)) throw err;
+    if (spec.kind === "claim") return spec.cidr; // nothing to record: IPAM is off
+    throw new Error(`${err.message}: give addresses as ADDR/PREFIX`);
+  }
+}
+
 /** What weft says about itself: the bridge endpoints go on, and the MTU. */
-async function bridgeOf(statusAddr: string): Promise<{ bridge: string; mtu: number }> {
+async function bridgeOf(
+  statusAddr: string,
+  command = "attach",
+): Promise<{ bridge: string; mtu: number }> {
   const addr = parseHostPort("--status-addr", statusAddr, 6782);
   const report = JSON.parse(
     await request(`http://${addr.host}:${addr.port}`, "GET", "/report"),
@@ -65,7 +117,7 @@ async function bridgeOf(statusAddr: string): Promise<{ bridge: string; mtu: numb
   const bridge = report.Weft?.Bridge;
   if (bridge === undefined) {
     throw new Error(
-      "weft runs without --bridge: attach needs bridge mode (endpoints on TAPs use --tap)",
+      `weft runs without --bridge: ${command} needs bridge mode (endpoints on TAPs use --tap)`,
     );
   }
   return { bridge, mtu: report.Weft?.MTU ?? 1376 };
@@ -82,22 +134,12 @@ export async function runAttach(args: string[], flags: AttachFlags): Promise<voi
     throw new UsageError("attach: bridge mode carries the default network only so far");
   }
   const netnsPath = resolveNetns(args[args.length - 1]!);
-  const specs = args.slice(0, -1).map(parseAddressSpec);
+  const specs = args.slice(0, -1).map((a) => parseAddressSpec(a));
   if (specs.length === 0) specs.push({ kind: "default" });
   const { bridge, mtu } = await bridgeOf(flags.statusAddr);
-  const http = parseHostPort("--http-addr", flags.httpAddr, 6784);
-  const base = `http://${http.host}:${http.port}`;
-  const id = encodeURIComponent(endpointId(netnsPath));
+  const base = routerBase(flags.httpAddr);
   const addresses: string[] = [];
-  for (const spec of specs) {
-    if (spec.kind === "claim") {
-      await request(base, "PUT", `/ip/${id}/${spec.cidr}?check-alive=true`);
-      addresses.push(spec.cidr);
-    } else {
-      const path = spec.kind === "default" ? `/ip/${id}` : `/ip/${id}/${spec.cidr}`;
-      addresses.push((await request(base, "POST", `${path}?check-alive=true`)).trim());
-    }
-  }
+  for (const spec of specs) addresses.push(await obtain(base, endpointId(netnsPath), spec, true));
   const ops = new EndpointOps();
   try {
     const attached = ops.attachVeth({ netnsPath, ...vethNamesFor(netnsPath), bridge, mtu });
@@ -115,13 +157,21 @@ export async function runAttach(args: string[], flags: AttachFlags): Promise<voi
 export async function runDetach(args: string[], flags: AttachFlags): Promise<void> {
   if (args.length !== 1) throw new UsageError("detach: name the network namespace");
   const netnsPath = resolveNetns(args[0]!);
-  const http = parseHostPort("--http-addr", flags.httpAddr, 6784);
-  const base = `http://${http.host}:${http.port}`;
+  const base = routerBase(flags.httpAddr);
   const id = encodeURIComponent(endpointId(netnsPath));
-  const held = (await request(base, "GET", `/ip/${id}`)).trim();
-  if (held !== "") await request(base, "DELETE", `/ip/${id}`);
+  let held: string;
   const ops = new EndpointOps();
   try {
+    try {
+      held = (await request(base, "GET", `/ip/${id}`)).trim();
+      if (held !== "") await request(base, "DELETE", `/ip/${id}`);
+    } catch (err) {
+      if (!(err instanceof IpamOffError)) throw err;
+      // IPAM is off: the addresses are the interface's own.
+      held = existsSync(netnsPath)
+        ? kernelAddresses(ops, netnsPath, ENDPOINT_IFNAME).join(" ")
+        : "";
+    }
     ops.detach(netnsPath);
   } finally {
     ops.close();
@@ -134,4 +184,173 @@ export async function runDetach(args: string[], flags: AttachFlags): Promise<voi
           .map((a) => a.split("/")[0])
           .join(" ")}\n`,
   );
+}
+
+/** The IPv4 addresses of `ifname` in the namespace; none when it is not there. */
+function kernelAddresses(ops: EndpointOps, netnsPath: string, ifname: string): string[] {
+  try {
+    return ops.listAddresses(netnsPath, ifname).map((a) => a.cidr);
+  } catch (err) {
+    if ((err as { errno?: number }).errno === constants.errno.ENODEV) return [];
+    throw err;
+  }
+}
+
+interface ExposeFlags {
+  httpAddr: string;
+  statusAddr: string;
+}
+
+/**
+ * `weft expose [ADDR/PREFIX | net:CIDR | net:default]...` (Weave's `weave expose`): addresses
+ * for the host itself under IPAM id `weave:expose` (not tracked: they stay until `weft hide`),
+ * put on weft's bridge in weft's namespace, so that the host reaches the endpoints of those
+ * subnets. Prints them. Exposing again changes nothing. Unlike Weave, no NAT rules are made.
+ */
+export async function runExpose(args: string[], flags: ExposeFlags): Promise<void> {
+  const specs = args.map((a) => parseAddressSpec(a, "expose"));
+  if (specs.length === 0) specs.push({ kind: "default" });
+  const { bridge } = await bridgeOf(flags.statusAddr, "expose");
+  const base = routerBase(flags.httpAddr);
+  const addresses: string[] = [];
+  for (const spec of specs) addresses.push(await obtain(base, EXPOSE_ID, spec, false));
+  const ops = new EndpointOps();
+  try {
+    for (const cidr of addresses) {
+      if (!ops.addAddress(OWN_NETNS, bridge, cidr)) continue;
+      try {
+        ops.sendGratuitousArp(OWN_NETNS, bridge, cidr.split("/")[0]!);
+      } catch (err) {
+        process.stderr.write(`weft: warning: ${(err as Error).message}\n`);
+      }
+    }
+  } finally {
+    ops.close();
+  }
+  process.stdout.write(`${addresses.map((a) => a.split("/")[0]).join(" ")}\n`);
+}
+
+/**
+ * `weft hide [ADDR/PREFIX | net:CIDR | net:default]...`: takes exposed addresses off the bridge
+ * and gives them back to IPAM. With no argument, every address of `weave:expose`. Prints the
+ * addresses hidden.
+ */
+export async function runHide(args: string[], flags: ExposeFlags): Promise<void> {
+  const specs = args.map((a) => parseAddressSpec(a, "hide"));
+  const { bridge } = await bridgeOf(flags.statusAddr, "hide");
+  const base = routerBase(flags.httpAddr);
+  const id = encodeURIComponent(EXPOSE_ID);
+  let held: string[] | undefined;
+  try {
+    const table = JSON.parse(await request(base, "GET", "/ip")) as {
+      owned?: { containerid: string; addrs: string[] }[];
+    };
+    held = table.owned?.find((o) => o.containerid === EXPOSE_ID)?.addrs ?? [];
+  } catch (err) {
+    if (!(err instanceof IpamOffError)) throw err;
+    if (specs.length === 0 || specs.some((s) => s.kind !== "claim")) {
+      throw new Error(`${err.message}: name the addresses to hide as ADDR/PREFIX`);
+    }
+  }
+  const chosen = new Set<string>();
+  if (specs.length === 0) for (const cidr of held ?? []) chosen.add(cidr);
+  for (const spec of specs) {
+    if (spec.kind === "claim") {
+      chosen.add(spec.cidr);
+    } else if (spec.kind === "default") {
+      const found = (await request(base, "GET", `/ip/${id}`)).trim();
+      for (const cidr of found === "" ? [] : found.split(" ")) chosen.add(cidr);
+    } else {
+      const subnet = parseCidr(spec.cidr, "subnet");
+      for (const cidr of held ?? []) {
+        if (rangeContains(subnet, parseAddress(cidr.split("/")[0]!))) chosen.add(cidr);
+      }
+    }
+  }
+  const ops = new EndpointOps();
+  try {
+    for (const cidr of chosen) ops.removeAddress(OWN_NETNS, bridge, cidr);
+  } finally {
+    ops.close();
+  }
+  for (const cidr of chosen) {
+    const ip = cidr.split("/")[0]!;
+    if (held?.some((h) => h.split("/")[0] === ip)) {
+      await request(base, "DELETE", `/ip/${id}/${ip}`);
+    }
+  }
+  const shown = [...chosen].map((c) => c.split("/")[0]);
+  process.stdout.write(shown.length === 0 ? "" : `${shown.join(" ")}\n`);
+}
+
+/** The MAC of `ifname` (in `netnsPath`, or here), or undefined when there is no such link. */
+function linkMac(netnsPath: string | undefined, ifname: string): string | undefined {
+  const sock = new NetlinkSocket(NETLINK_ROUTE, netnsPath);
+  try {
+    const [reply] = sock.dump(buildGetLink({ name: ifname }), `look up ${ifname}`);
+    return reply === undefined ? undefined : parseLinkDetails(reply).address;
+  } catch (err) {
+    if (err instanceof NetlinkRequestError && err.errno === constants.errno.ENODEV) {
+      return undefined;
+    }
+    throw err;
+  } finally {
+    sock.close();
+  }
+}
+
+/** How ps names an endpoint: its name under /run/netns, or its namespace path. */
+function endpointLabel(id: string): string {
+  const path = id.slice(NETNS_ID.length);
+  return path.startsWith(RUN_NETNS) ? path.slice(RUN_NETNS.length) : path;
+}
+
+/**
+ * `weft ps`: one line per holder of addresses, as Weave's `weave ps`:
+ * `<endpoint> <mac> <addr/len>...`. `weave:expose` first (the bridge's MAC), then the
+ * namespaces `weft attach` connected (their `ethwe`'s MAC; `-` once the namespace or its
+ * interface is gone), then any other id (given through the API; `-`).
+ */
+export async function runPs(flags: ExposeFlags): Promise<void> {
+  const base = routerBase(flags.httpAddr);
+  let owned: { containerid: string; addrs: string[] }[];
+  try {
+    owned = (JSON.parse(await request(base, "GET", "/ip")) as { owned?: typeof owned }).owned ?? [];
+  } catch (err) {
+    if (err instanceof IpamOffError) {
+      throw new Error(`${err.message}: ps lists the addresses IPAM handed out`);
+    }
+    throw err;
+  }
+  let bridge: string | undefined;
+  if (owned.some((o) => o.containerid === EXPOSE_ID)) {
+    bridge = await bridgeOf(flags.statusAddr, "ps").then(
+      (b) => b.bridge,
+      () => undefined,
+    );
+  }
+  const rank = (id: string): number => (id === EXPOSE_ID ? 0 : id.startsWith(NETNS_ID) ? 1 : 2);
+  const sorted = [...owned].sort(
+    (a, b) =>
+      rank(a.containerid) - rank(b.containerid) ||
+      a.containerid.localeCompare(b.containerid, "en", { numeric: true }),
+  );
+  const lines: string[] = [];
+  for (const { containerid: id, addrs } of sorted) {
+    let label = id;
+    let mac: string | undefined;
+    try {
+      if (id === EXPOSE_ID) {
+        mac = bridge === undefined ? undefined : linkMac(undefined, bridge);
+      } else if (id.startsWith(NETNS_ID)) {
+        label = endpointLabel(id);
+        const path = id.slice(NETNS_ID.length);
+        if (existsSync(path)) mac = linkMac(path, ENDPOINT_IFNAME);
+      }
+    } catch (err) {
+      process.stderr.write(`weft: warning: ${label}: ${(err as Error).message}\n`);
+    }
+    lines.push([label, mac ?? "-", ...addrs].join(" "));
+  }
+  process.stdout.write(lines.map((l) => `${l}\n`).join(""));
 }

@@ -206,6 +206,38 @@ async function postToRouter(
   }
 }
 
+/** One call to the IPAM routes of the router API (rmpeer, reset); returns the body. */
+async function ipamCall(httpAddr: string, method: string, path: string): Promise<string> {
+  const addr = parseHostPort("--http-addr", httpAddr, 6784);
+  let response: Response;
+  try {
+    response = await fetch(`http://${addr.host}:${addr.port}${path}`, {
+      method,
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+    throw new Error(
+      `cannot reach weft's router API at ${addr.host}:${addr.port} (${cause}): is weft running?`,
+    );
+  }
+  const body = await response.text();
+  if (response.status === 404) {
+    throw new Error('weft runs without IPAM (launched with --ipalloc-range ""): nothing to do');
+  }
+  if (!response.ok) throw new Error(body.trim() || `router API answered ${response.status}`);
+  return body;
+}
+
+async function runRmpeer(peer: string, flags: { httpAddr: string }): Promise<void> {
+  const answer = await ipamCall(flags.httpAddr, "DELETE", `/peer/${encodeURIComponent(peer)}`);
+  process.stdout.write(answer.endsWith("\n") ? answer : `${answer}\n`);
+}
+
+async function runReset(flags: { httpAddr: string }): Promise<void> {
+  await ipamCall(flags.httpAddr, "DELETE", "/peer");
+}
+
 export function buildProgram(): Command {
   const program = new Command("weft")
     .description(
@@ -363,6 +395,67 @@ export function buildProgram(): Command {
       const { runDetach } = await import("./attach.js");
       await runDetach([netns], flags);
     });
+
+  program
+    .command("expose")
+    .description(
+      "give this host addresses on weft's bridge (IPAM id weave:expose) so it reaches the endpoints; prints them",
+    )
+    .argument("[addrs...]", "ADDR/PREFIX | net:CIDR | net:default (default: net:default)")
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .addOption(
+      new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
+    )
+    .action(async (addrs: string[], flags: { httpAddr: string; statusAddr: string }) => {
+      const { runExpose } = await import("./attach.js");
+      await runExpose(addrs, flags);
+    });
+
+  program
+    .command("hide")
+    .description(
+      "take exposed addresses off weft's bridge and give them back (default: all of them)",
+    )
+    .argument("[addrs...]", "ADDR/PREFIX | net:CIDR | net:default")
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .addOption(
+      new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
+    )
+    .action(async (addrs: string[], flags: { httpAddr: string; statusAddr: string }) => {
+      const { runHide } = await import("./attach.js");
+      await runHide(addrs, flags);
+    });
+
+  program
+    .command("ps")
+    .description(
+      "list what holds addresses from IPAM: weave:expose and attached namespaces (NAME MAC ADDR/LEN...)",
+    )
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .addOption(
+      new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
+    )
+    .action(async (flags: { httpAddr: string; statusAddr: string }) => {
+      const { runPs } = await import("./attach.js");
+      await runPs(flags);
+    });
+
+  program
+    .command("rmpeer")
+    .description(
+      "take over the address ranges of a peer that is gone for good (run it on one peer only)",
+    )
+    .argument("<peer>", "peer name or nickname")
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .action(runRmpeer);
+
+  program
+    .command("reset")
+    .description(
+      "hand this peer's address ranges to another peer; unlike Weave's reset, weft keeps running: stop it afterwards, as its endpoints' addresses now belong to the heir",
+    )
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
+    .action(runReset);
 
   program
     .command("status")
