@@ -159,6 +159,19 @@ describe("Allocator", () => {
     expect(() => a.rmpeer("n1")).toThrow(/Cannot remove self/);
   });
 
+  it("reset hands all our ranges to a live peer (spec 8.5.3)", async () => {
+    const net = new Net();
+    const a = node(net, A, { mode: "seed", peers: [A, B] });
+    const b = node(net, B, { mode: "seed", peers: [A, B] });
+    await new Promise((r) => setTimeout(r, 0));
+    a.reset();
+    await new Promise((r) => setTimeout(r, 0)); // A's broadcast arrives
+    expect(a.status().ourShare).toBe(0);
+    expect(a.status().ourFree).toBe(0);
+    expect(b.status().ourShare).toBe(2 ** 14);
+    expect(b.status().owners.map((o) => o.nickname)).toEqual(["n2"]);
+  });
+
   it("keeps its ring and addresses across a restart from its database", async () => {
     const dir = mkdtempSync(join(tmpdir(), "weft-ipam-"));
     dirs.push(dir);
