@@ -46,6 +46,8 @@ export interface LaunchConfig {
   /** False: sleeve only (`--no-fastdp`). */
   fastdp?: boolean;
   fastdpHoldAfterMs?: number;
+  /** `--allow-spoofing`: attached endpoints may send from any MAC or address. */
+  allowSpoofing?: boolean;
   /** IPAM (spec 8); absent: off. */
   ipam?: IpamConfig;
 }
@@ -293,6 +295,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
           config.port,
           liveIpam,
           config.bridge,
+          config.allowSpoofing !== true,
         ),
       log,
     );
