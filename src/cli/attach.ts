@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { constants } from "node:os";
 import { UsageError, parseHostPort } from "./options.js";
 import { parseAddress, parseCidr, parseCidrAddress, rangeContains } from "../ipam/address.js";
+import { protectEndpoint, unprotectEndpoint } from "../fastdp/antispoof.js";
 import {
   ENDPOINT_IFNAME,
   EndpointOps,
@@ -107,12 +108,12 @@ async function obtain(
 async function bridgeOf(
   statusAddr: string,
   command = "attach",
-): Promise<{ bridge: string; mtu: number }> {
+): Promise<{ bridge: string; mtu: number; antiSpoofing: boolean }> {
   const addr = parseHostPort("--status-addr", statusAddr, 6782);
   const report = JSON.parse(
     await request(`http://${addr.host}:${addr.port}`, "GET", "/report"),
   ) as {
-    Weft?: { Bridge?: string; MTU?: number };
+    Weft?: { Bridge?: string; MTU?: number; AntiSpoofing?: boolean };
   };
   const bridge = report.Weft?.Bridge;
   if (bridge === undefined) {
@@ -120,7 +121,11 @@ async function bridgeOf(
       `weft runs without --bridge: ${command} needs bridge mode (endpoints on TAPs use --tap)`,
     );
   }
-  return { bridge, mtu: report.Weft?.MTU ?? 1376 };
+  return {
+    bridge,
+    mtu: report.Weft?.MTU ?? 1376,
+    antiSpoofing: report.Weft?.AntiSpoofing !== false,
+  };
 }
 
 /**
@@ -136,7 +141,7 @@ export async function runAttach(args: string[], flags: AttachFlags): Promise<voi
   const netnsPath = resolveNetns(args[args.length - 1]!);
   const specs = args.slice(0, -1).map((a) => parseAddressSpec(a));
   if (specs.length === 0) specs.push({ kind: "default" });
-  const { bridge, mtu } = await bridgeOf(flags.statusAddr);
+  const { bridge, mtu, antiSpoofing } = await bridgeOf(flags.statusAddr);
   const base = routerBase(flags.httpAddr);
   const addresses: string[] = [];
   for (const spec of specs) addresses.push(await obtain(base, endpointId(netnsPath), spec, true));
@@ -147,6 +152,14 @@ export async function runAttach(args: string[], flags: AttachFlags): Promise<voi
     ops.addMulticastRoute(netnsPath, attached.ifname);
     for (const cidr of addresses)
       ops.sendGratuitousArp(netnsPath, attached.ifname, cidr.split("/")[0]!);
+    const hostIf = attached.hostIf ?? vethNamesFor(netnsPath).hostIf;
+    if (antiSpoofing) {
+      // Every address the endpoint holds from weft (an earlier attach may have given others).
+      const ips = ops.listAddresses(netnsPath, attached.ifname).map((a) => a.address);
+      await protectEndpoint({ hostIf, mac: attached.mac, ips });
+    } else {
+      await unprotectEndpoint(hostIf);
+    }
   } finally {
     ops.close();
   }
@@ -173,6 +186,7 @@ export async function runDetach(args: string[], flags: AttachFlags): Promise<voi
         : "";
     }
     ops.detach(netnsPath);
+    await unprotectEndpoint(vethNamesFor(netnsPath).hostIf);
   } finally {
     ops.close();
   }

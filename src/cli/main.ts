@@ -62,6 +62,7 @@ interface LaunchFlags {
   cryptoBackend: CryptoBackend;
   bridge?: string;
   fastdp: boolean;
+  allowSpoofing?: boolean;
   fastdpHoldAfter?: number;
   ipallocRange: string;
   ipallocDefaultSubnet?: string;
@@ -93,6 +94,7 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     ...(password !== undefined ? { password } : {}),
     ...(flags.bridge !== undefined ? { bridge: flags.bridge } : {}),
     fastdp: flags.fastdp,
+    allowSpoofing: flags.allowSpoofing === true,
     ...(ipam !== undefined ? { ipam } : {}),
     ...(flags.fastdpHoldAfter !== undefined
       ? { fastdpHoldAfterMs: flags.fastdpHoldAfter * 1000 }
@@ -314,6 +316,10 @@ export function buildProgram(): Command {
       ).argParser(checked(parseBridge)),
     )
     .option("--no-fastdp", "never hand connections to the kernel fast datapath: sleeve only")
+    .option(
+      "--allow-spoofing",
+      "let attached endpoints send from any MAC or address (default: drop and count such frames)",
+    )
     .addOption(
       new Option(
         "--ipalloc-range <cidr>",

@@ -7,6 +7,7 @@ import {
   TEST_BRIDGE,
   describeResult,
   launchWeft,
+  nsRun,
   nsRunOk,
   waitForPing,
   waitMesh,
@@ -15,6 +16,8 @@ import {
   type WeftNode,
 } from "../harness/index.js";
 import { useLab } from "./support.js";
+import { vethNamesFor } from "../../src/cli/attach.js";
+import { resolveNetns } from "../../src/fastdp/endpoint-ops.js";
 
 const RANGE = "198.19.0.0/16";
 const PER_HOST = 5;
@@ -79,6 +82,37 @@ describe("IPAM and weft attach", () => {
         for (const b of attached) if (a !== b) await waitForPing(a.ns, b.ip, 15_000);
       }),
     );
+  });
+
+  it("drops and counts frames an endpoint sends from another address or MAC", async () => {
+    const a = attached[0]!;
+    const b = attached.find((x) => x.host !== a.host)!;
+    const chain = `ep-${vethNamesFor(resolveNetns(a.ns)).hostIf}`;
+    const counters = async (): Promise<number[]> => {
+      const r = await nsRunOk(a.host.ns, "nft", ["list", "chain", "bridge", "weft", chain]);
+      return [...r.stdout.matchAll(/counter packets (\d+)/g)].map((m) => Number(m[1]));
+    };
+    const spoofedPing = (extra: string[]) =>
+      nsRun(a.ns, "ping", ["-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", ...extra, b.ip]);
+
+    await nsRunOk(a.ns, "ip", ["addr", "add", "198.19.250.250/16", "dev", "ethwe"]);
+    const before = await counters();
+    const viaSpoofedIp = await spoofedPing(["-I", "198.19.250.250"]);
+    expect(viaSpoofedIp.stdout).toMatch(/ 0 received/);
+    await nsRunOk(a.ns, "ip", ["addr", "del", "198.19.250.250/16", "dev", "ethwe"]);
+    const afterIp = await counters();
+    expect(afterIp[1]! + afterIp[2]!).toBeGreaterThan(before[1]! + before[2]!);
+
+    const mac = (await nsRunOk(a.ns, "cat", ["/sys/class/net/ethwe/address"])).stdout.trim();
+    await nsRunOk(a.ns, "ip", ["link", "set", "ethwe", "address", "02:de:ad:00:be:ef"]);
+    try {
+      const viaSpoofedMac = await spoofedPing([]);
+      expect(viaSpoofedMac.stdout).toMatch(/ 0 received/);
+      expect((await counters())[0]!).toBeGreaterThan(afterIp[0]!);
+    } finally {
+      await nsRunOk(a.ns, "ip", ["link", "set", "ethwe", "address", mac]);
+    }
+    await waitForPing(a.ns, b.ip, 15_000);
   });
 
   it("status ipam shows the three owners of the range", async () => {
