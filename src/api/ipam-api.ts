@@ -25,6 +25,7 @@ export interface IpamService {
     prefix: number,
     noErrorOnUnknown: boolean,
     signal: AbortSignal,
+    checkAlive?: boolean,
   ): Promise<void>;
   free(id: string, address: Address): void;
   release(id: string): void;
@@ -110,10 +111,19 @@ export function handleIpamRequest(
         if (!/^\d+$/.test(parts[3]!) || prefix > 32) {
           throw new IpamApiError(`Unable to claim: bad prefix length ${JSON.stringify(parts[3])}`);
         }
-        service.claim(parts[1]!, address, prefix, flag("noErrorOnUnknown"), controller.signal).then(
-          () => text(204, ""),
-          (err: Error) => fail(new Error(`Unable to claim: ${err.message}`)),
-        );
+        service
+          .claim(
+            parts[1]!,
+            address,
+            prefix,
+            flag("noErrorOnUnknown"),
+            controller.signal,
+            flag("check-alive"),
+          )
+          .then(
+            () => text(204, ""),
+            (err: Error) => fail(new Error(`Unable to claim: ${err.message}`)),
+          );
         return true;
       }
       case "DELETE /ip/2":

@@ -95,6 +95,8 @@ interface Pending {
   subnet: Subnet;
   address?: Address;
   attempts: number;
+  /** Track the id's namespace and release its addresses once it is gone (spec 8.7.3). */
+  checkAlive: boolean;
   resolve(value: string): void;
   reject(err: Error): void;
   signal: AbortSignal;
@@ -247,7 +249,7 @@ export class Allocator implements Gossiper, IpamService {
     this.consensus?.start();
     const got = this.tryAllocate(id, net, checkAlive);
     if (got !== undefined) return Promise.resolve(got);
-    return this.wait({ kind: "allocate", id, subnet: net, attempts: 0, signal }, checkAlive);
+    return this.wait({ kind: "allocate", id, subnet: net, attempts: 0, checkAlive, signal });
   }
 
   lookup(id: string, subnet: Subnet | undefined): string[] {
@@ -260,6 +262,7 @@ export class Allocator implements Gossiper, IpamService {
     prefix: number,
     noErrorOnUnknown: boolean,
     signal: AbortSignal,
+    checkAlive = false,
   ): Promise<void> {
     const subnet = subnetOf(address, prefix);
     if (address < this.universe.start || address >= this.universe.end) {
@@ -272,15 +275,23 @@ export class Allocator implements Gossiper, IpamService {
         }
         this.forget(holder, address); // a holder marked gone loses it (spec 8.7.2)
       }
-      this.record(id, { address, prefix }, false);
+      this.record(id, { address, prefix }, checkAlive);
       this.persist();
       return Promise.resolve();
     }
     this.consensus?.start();
-    const outcome = this.tryClaim(id, address, prefix);
+    const outcome = this.tryClaim(id, address, prefix, checkAlive);
     if (outcome === true) return Promise.resolve();
     if (outcome instanceof Error) return Promise.reject(outcome);
-    const waiting = this.wait({ kind: "claim", id, subnet, address, attempts: 0, signal }, false);
+    const waiting = this.wait({
+      kind: "claim",
+      id,
+      subnet,
+      address,
+      attempts: 0,
+      checkAlive,
+      signal,
+    });
     if (noErrorOnUnknown && this.ring.isEmpty()) {
       waiting.catch((err: Error) =>
         this.log.warn("background claim failed", { id, error: err.message }),
@@ -570,7 +581,12 @@ export class Allocator implements Gossiper, IpamService {
   }
 
   /** true: done; an Error: refused; undefined: wait (ring empty or owner is another peer). */
-  private tryClaim(id: string, address: Address, prefix: number): true | Error | undefined {
+  private tryClaim(
+    id: string,
+    address: Address,
+    prefix: number,
+    checkAlive: boolean,
+  ): true | Error | undefined {
     if (this.ring.isEmpty()) return undefined;
     const owner = this.ring.owner(address);
     if (owner !== this.opts.us) return undefined;
@@ -578,7 +594,7 @@ export class Allocator implements Gossiper, IpamService {
     const text = formatAddress(address);
     if (holder === undefined) {
       if (!this.space.claim(address)) return new Error(`Address ${text} is not free to claim`);
-      this.record(id === "_" ? text : id, { address, prefix }, false);
+      this.record(id === "_" ? text : id, { address, prefix }, checkAlive);
       this.changedLocally();
       return true;
     }
@@ -588,7 +604,7 @@ export class Allocator implements Gossiper, IpamService {
     return new Error(`address ${text} is already owned by ${holder}`);
   }
 
-  private wait(request: Omit<Pending, "resolve" | "reject">, checkAlive: boolean): Promise<string> {
+  private wait(request: Omit<Pending, "resolve" | "reject">): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       const pending: Pending = {
         ...request,
@@ -603,19 +619,19 @@ export class Allocator implements Gossiper, IpamService {
       };
       request.signal.addEventListener("abort", () => pending.reject(new Error("cancelled")));
       this.pending.add(pending);
-      this.attempt(pending, checkAlive);
+      this.attempt(pending);
     });
   }
 
   /** One try of a pending request: locally, else ask a donor or the owner (spec 8.5.1). */
-  private attempt(p: Pending, checkAlive = false): void {
+  private attempt(p: Pending): void {
     if (p.kind === "allocate") {
-      const got = this.tryAllocate(p.id, p.subnet, checkAlive);
+      const got = this.tryAllocate(p.id, p.subnet, p.checkAlive);
       if (got !== undefined) return p.resolve(got);
       if (!this.ring.isEmpty()) this.askForSpace(p.subnet);
       return;
     }
-    const outcome = this.tryClaim(p.id, p.address!, p.subnet.prefix);
+    const outcome = this.tryClaim(p.id, p.address!, p.subnet.prefix, p.checkAlive);
     if (outcome === true) return p.resolve("");
     if (outcome instanceof Error) return p.reject(outcome);
     if (this.ring.isEmpty()) return;
