@@ -130,7 +130,7 @@ export function render(res: BenchResults): string {
     ].join(" ");
     if (w.bridge !== undefined) {
       out.push(
-        `- **${w.label}**: \`weft launch --bridge ${w.bridge} --mtu ${WEFT_MTU} ${flags} <peer>\` in h1 and h2 (no encryption), endpoint namespaces ${a}/${b} on veths to bridge \`${w.bridge}\` (MTU ${WEFT_MTU}, 198.19.${w.subnet}.1/.2); the connection is on fastdp (checked in status) before measuring, so the kernel carries the frames: endpoint veth ↔ bridge ↔ weft's VXLAN tunnel; iperf3 from ${a} to ${b}.`,
+        `- **${w.label}**: \`weft launch --bridge ${w.bridge} --mtu ${WEFT_MTU} ${flags} <peer>\` in h1 and h2 (no encryption), endpoint namespaces ${a}/${b} on veths to bridge \`${w.bridge}\` (MTU ${WEFT_MTU}, 198.19.${w.subnet}.1/.2); the connection is on fastdp (checked in status) before measuring, so the kernel carries the frames: endpoint veth ↔ bridge ↔ weft's VXLAN tunnel; iperf3 from ${a} to ${b}. h1 and h2 run with \`bridge-nf-call-iptables=0\` (no bridged frame through netfilter; see the note above the results).`,
       );
       continue;
     }

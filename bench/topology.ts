@@ -170,9 +170,26 @@ export interface Topology {
   h2: Host;
 }
 
+/**
+ * This kernel builds br_netfilter in, with `bridge-nf-call-iptables=1` in every namespace: every
+ * frame a bridge forwards then passes the netfilter bridge hooks, which only the fastdp path
+ * (endpoint veth → bridge → tunnel) would pay, since no other path crosses a bridge in h1/h2.
+ * The hosts run no iptables rules, so the bench turns it off there and compares datapaths.
+ * `docs/performance.md` gives the figure with it on as well.
+ */
+export const BRIDGE_NETFILTER_SYSCTLS = [
+  "net.bridge.bridge-nf-call-iptables=0",
+  "net.bridge.bridge-nf-call-ip6tables=0",
+  "net.bridge.bridge-nf-call-arptables=0",
+];
+
 export async function addHosts(lab: Lab): Promise<{ h1: Host; h2: Host }> {
   const h1 = await lab.addHost(1);
   const h2 = await lab.addHost(2);
+  for (const h of [h1, h2]) {
+    // Where br_netfilter is a module that is not loaded, the keys do not exist: nothing to do.
+    await lab.exec(h.ns, "sysctl", ["-q", "-w", ...BRIDGE_NETFILTER_SYSCTLS]);
+  }
   return { h1, h2 };
 }
 
