@@ -233,6 +233,12 @@ export interface GobDecoderOptions {
   readonly maxDepth?: number;
   /** Most type definitions accepted in one stream. Default 512. */
   readonly maxTypes?: number;
+  /**
+   * Most elements in one slice, array or map, checked on the count before any element is read,
+   * so that a hostile count of cheap elements is refused at once. Default: no limit beyond the
+   * bytes in the message.
+   */
+  readonly maxItems?: number;
 }
 
 /** Bounds-checked reader over one message `[pos, end)` of the input. */
@@ -380,6 +386,7 @@ export class GobDecoder implements Iterable<GobValue> {
   private readonly complete = new Set<number>();
   private readonly maxDepth: number;
   private readonly maxTypes: number;
+  private readonly maxItems: number;
   private error: GobError | undefined;
 
   constructor(
@@ -388,6 +395,7 @@ export class GobDecoder implements Iterable<GobValue> {
   ) {
     this.maxDepth = options.maxDepth ?? 100;
     this.maxTypes = options.maxTypes ?? 512;
+    this.maxItems = options.maxItems ?? Number.MAX_SAFE_INTEGER;
   }
 
   /** Type definitions seen so far, by id. */
@@ -611,6 +619,8 @@ export class GobDecoder implements Iterable<GobValue> {
       case "array": {
         const at = r.pos;
         const count = r.count(`${wire.kind} count`, 1);
+        if (count > this.maxItems)
+          r.fail(`${wire.kind} of ${count} elements, more than ${this.maxItems}`, at);
         if (wire.kind === "array" && count !== wire.length) {
           r.fail(`array of type id ${id} has ${count} elements, its type says ${wire.length}`, at);
         }
@@ -619,7 +629,10 @@ export class GobDecoder implements Iterable<GobValue> {
         return out;
       }
       case "map": {
+        const at = r.pos;
         const count = r.count("map count", 2);
+        if (count > this.maxItems)
+          r.fail(`map of ${count} entries, more than ${this.maxItems}`, at);
         const out: GobMap = new Map();
         for (let i = 0; i < count; i++) {
           const key = this.readValue(wire.key, r, depth + 1);

@@ -233,7 +233,9 @@ export function decodeTopology(payload: Uint8Array, limits: TopologyLimits = {})
   const maxPeers = limits.maxPeers ?? DEFAULT_MAX_PEERS;
   const maxConnections = limits.maxConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER;
   // Three types are all a weaver sends; leave room for fields a later version might add.
-  const decoder = new GobDecoder(payload, { maxTypes: 64, maxDepth: 16 });
+  // A connection list longer than the limit is refused on its count, before its elements are
+  // decoded: otherwise a hostile count of one-byte entries costs ~1 s of CPU per message.
+  const decoder = new GobDecoder(payload, { maxTypes: 64, maxDepth: 16, maxItems: maxConnections });
   const peers: PeerSummary[] = [];
   try {
     for (;;) {

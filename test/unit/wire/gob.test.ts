@@ -799,3 +799,21 @@ describe("gob properties", () => {
     fc.assert(fc.property(arb, decodeSafely), { numRuns: 2000 });
   });
 });
+
+describe("GobDecoder maxItems", () => {
+  it("refuses a slice or map longer than the limit on its count", () => {
+    const encoder = new GobEncoder();
+    encoder.encode(gobSlice(gobUint), [1n, 2n, 3n]);
+    encoder.encode(
+      gobMap(gobString, gobUint),
+      new Map([
+        ["a", 1n],
+        ["b", 2n],
+        ["c", 3n],
+      ]),
+    );
+    const bytes = encoder.bytes();
+    expect(decodeStream(bytes, { maxItems: 3 })).toHaveLength(2);
+    expectGobError(() => decodeStream(bytes, { maxItems: 2 }), /slice of 3 elements, more than 2/);
+  });
+});

@@ -308,7 +308,8 @@ describe("topology payload: validation", () => {
     expect(decodeTopology(many, { maxConnectionsPerPeer: 5 })[0]!.connections).toHaveLength(5);
     expectTopologyError(
       () => decodeTopology(many, { maxConnectionsPerPeer: 4 }),
-      /5 connections, more than the limit of 4/,
+      // Refused on the list's count, before its entries are decoded.
+      /slice of 5 elements, more than 4/,
     );
   });
 
