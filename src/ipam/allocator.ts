@@ -9,7 +9,6 @@ import { PaxosNode, PaxosObserver } from "./paxos.js";
 import { Ring, RingError, donate } from "./ring.js";
 import { Space } from "./space.js";
 import {
-  IpamDecodeError,
   decodeGossipState,
   decodeIpamUnicast,
   encodeGossipState,
@@ -452,12 +451,12 @@ export class Allocator implements Gossiper, IpamService {
       if (peer !== this.opts.us) this.nicknames.set(peer, nick);
     if (state.ring !== undefined) {
       try {
-        const before = this.ring.isEmpty() ? "" : JSON.stringify(this.ring.toData());
         const result = this.ring.mergeReport(state.ring, {
           nickname: (p) => this.nicknames.get(p),
         });
-        // A pure re-versioning of our own tokens changes the ring without `updated` (V27 M7).
-        if (result.updated || JSON.stringify(this.ring.toData()) !== before) {
+        // `changed`, not Weave's `updated`: a re-versioning of our own tokens (V27 M7) must be
+        // persisted and gossiped too.
+        if (result.changed) {
           this.space.remove(result.lost);
           this.space.addFree(result.gained);
           this.ringChanged();
@@ -490,12 +489,10 @@ export class Allocator implements Gossiper, IpamService {
 
   private reject(sender: PeerName | undefined, err: unknown): void {
     this.counters.rejectedMessages++;
-    const known =
-      err instanceof IpamDecodeError || err instanceof RingError || err instanceof Error;
-    if (!known) throw err;
+    if (!(err instanceof Error)) throw err;
     this.log.warn("refused IPAM message", {
       from: sender === undefined ? "unknown" : formatPeerName(sender),
-      error: (err as Error).message,
+      error: err.message,
     });
   }
 

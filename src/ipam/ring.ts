@@ -72,6 +72,8 @@ export interface MergeResult {
   /** Weave's `updated`: an entry was taken from theirs. A pure re-versioning of our own tokens
    *  (V27 M7) changes our entries but reports false, as in Weave. */
   updated: boolean;
+  /** Our ring differs from before in any way (entries, versions, free counts or seeds). */
+  changed: boolean;
   /** Ranges we own now and did not before (the allocator adds them to its space as free). */
   gained: Range[];
   /** Ranges we owned before and no longer do; never contains an address in use. */
@@ -107,6 +109,12 @@ const copyEntry = (e: RingEntry): RingEntry => ({
   version: e.version,
   free: e.free,
 });
+const sameEntries = (a: readonly RingEntry[], b: readonly RingEntry[]): boolean =>
+  a.length === b.length &&
+  a.every((e, i) => {
+    const f = b[i]!;
+    return e.token === f.token && e.peer === f.peer && e.version === f.version && e.free === f.free;
+  });
 const bump = (version: number, by: number): number => (version + by) % 2 ** 32; // Go uint32
 
 const isUint = (v: unknown, max: number): v is number =>
@@ -614,9 +622,12 @@ export class Ring {
     const gained = subtractRanges(after, before);
 
     // 7. apply.
+    const changed =
+      !sameEntries(this.#entries, result) ||
+      (this.#seeds.length === 0 && received.seeds.length > 0);
     if (this.#seeds.length === 0) this.#seeds = [...received.seeds];
     this.#entries = result;
-    return { updated, gained, lost };
+    return { updated, changed, gained, lost };
   }
 
   // -------------------------------------------------------------------------------------------

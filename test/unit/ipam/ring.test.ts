@@ -306,7 +306,10 @@ describe("V27 merge outcomes", () => {
     const theirs = [e("198.18.128.0", A, 100, 8192), e("198.18.160.0", B, 0, 8192)];
     const res = a.mergeReport(data(theirs, [A, B], B));
     expect(res.updated).toBe(false);
+    expect(res.changed).toBe(true);
     expect(a.entries()).toEqual([e("198.18.128.0", A, 101, 8192), e("198.18.160.0", B, 0, 8192)]);
+    // The same ring again changes nothing.
+    expect(a.mergeReport(a.toData()).changed).toBe(false);
     expect(res.gained).toEqual([]);
     expect(res.lost).toEqual([]);
   });
