@@ -106,6 +106,8 @@ interface Link {
   fastdpRetry: NodeJS.Timeout | undefined;
   /** The overlay frames take: fastdp, sleeve or none. */
   best: string;
+  /** The peer's tunnel is on the bridge: the kernel carries its frames. */
+  viaKernel: boolean;
 }
 
 /** What status shows of a connection's overlays (spec 4.4), with weft's reason for sleeve. */
@@ -252,6 +254,7 @@ export class Router implements GossipTransport {
       pendingInitSA: undefined,
       fastdpRetry: undefined,
       best: "none",
+      viaKernel: false,
     });
     if (target) this.maker.connected(target);
     conn.start();
@@ -460,13 +463,10 @@ export class Router implements GossipTransport {
     const alive = (name: string): boolean => (name === OVERLAY_FASTDP ? fastdpAlive : sleeveAlive);
     const best = order.find(usable) ?? order.find(alive) ?? "none";
     const viaKernel = best === OVERLAY_FASTDP && fastdp?.usable === true;
-    const wasViaKernel = link.best === OVERLAY_FASTDP && this.kernelActive.has(link);
     link.best = best;
-    if (viaKernel === wasViaKernel) return;
+    if (viaKernel === link.viaKernel) return;
     this.setViaKernel(link, viaKernel);
   }
-
-  private readonly kernelActive = new Set<Link>();
 
   private setViaKernel(link: Link, viaKernel: boolean): void {
     const peer = link.conn.remote!.name;
@@ -478,8 +478,7 @@ export class Router implements GossipTransport {
       );
       return;
     }
-    if (viaKernel) this.kernelActive.add(link);
-    else this.kernelActive.delete(link);
+    link.viaKernel = viaKernel;
     this.opts.dataPlane.setKernelPeer(peer, viaKernel);
     this.log.info(
       viaKernel
@@ -568,7 +567,7 @@ export class Router implements GossipTransport {
     link.fastdp?.stop();
     clearTimeout(link.fastdpRetry);
     link.pendingInitSA?.fill(0);
-    if (this.kernelActive.delete(link)) this.opts.dataPlane.setKernelPeer(conn.remote!.name, false);
+    if (link.viaKernel) this.opts.dataPlane.setKernelPeer(conn.remote!.name, false);
     try {
       link.kernel?.close();
     } catch (err) {
