@@ -83,6 +83,12 @@ function parseQuad(text: string): Address | string {
   return value;
 }
 
+/** A dotted quad as `parseAddress` reads it, or undefined when it is not one. */
+export function tryParseAddress(text: string): Address | undefined {
+  const result = parseQuad(text);
+  return typeof result === "string" ? undefined : result;
+}
+
 /**
  * Parses a dotted quad (`198.18.128.0`) into a uint32, first octet most significant. Exactly
  * four decimal octets 0..255 without leading zeros (as Go's `net.ParseIP` since Go 1.17: a

@@ -22,6 +22,7 @@
  * and the field path (`spec.ingress[0].ports[1].port`); conversion collects all of them.
  */
 
+import { tryParseAddress } from "../ipam/address.js";
 import { isIPv6 } from "node:net";
 import {
   type LabelSelector,
@@ -693,16 +694,7 @@ export interface ParsedCidr {
 
 /** A dotted quad as a uint32 (four decimal octets, no leading zeros), or undefined. */
 export function parseIPv4(text: string): number | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
-  let value = 0;
-  for (const part of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(part)) return undefined;
-    const octet = Number(part);
-    if (octet > 255) return undefined;
-    value = value * 256 + octet;
-  }
-  return value;
+  return tryParseAddress(text);
 }
 
 function parseIPv6(text: string): bigint | undefined {
