@@ -220,6 +220,15 @@ static bool arg_str(napi_env env, napi_value v, const char *name, char *buf, siz
   return true;
 }
 
+/* An optional string property of an options object: `buf` is left as it is when absent. */
+static bool opt_str(napi_env env, napi_value obj, const char *name, char *buf, size_t cap) {
+  napi_value v;
+  napi_valuetype vt;
+  napi_get_named_property(env, obj, name, &v);
+  napi_typeof(env, v, &vt);
+  return vt == napi_undefined || arg_str(env, v, name, buf, cap);
+}
+
 static napi_value make_i32(napi_env env, int32_t x) {
   napi_value v;
   napi_create_int32(env, x, &v);
@@ -247,9 +256,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
     napi_get_named_property(env, argv[1], "vnetHdr", &v);
     napi_typeof(env, v, &vt);
     if (vt != napi_undefined) napi_get_value_bool(env, v, &vnet_hdr); /* non-bool stays false */
-    napi_get_named_property(env, argv[1], "netnsPath", &v);
-    napi_typeof(env, v, &vt);
-    if (vt != napi_undefined && !arg_str(env, v, "netnsPath", netns, sizeof netns)) return NULL;
+    if (!opt_str(env, argv[1], "netnsPath", netns, sizeof netns)) return NULL;
   } else if (t != napi_undefined && t != napi_null) {
     return throw_type(env, "opts must be an object");
   }
@@ -787,9 +794,7 @@ static napi_value netlink_open(napi_env env, napi_callback_info info) {
   if (t == napi_object) {
     napi_value v;
     napi_valuetype vt;
-    napi_get_named_property(env, argv[1], "netnsPath", &v);
-    napi_typeof(env, v, &vt);
-    if (vt != napi_undefined && !arg_str(env, v, "netnsPath", netns, sizeof netns)) return NULL;
+    if (!opt_str(env, argv[1], "netnsPath", netns, sizeof netns)) return NULL;
     napi_get_named_property(env, argv[1], "rcvbuf", &v);
     napi_typeof(env, v, &vt);
     if (vt != napi_undefined && !arg_i32(env, v, "rcvbuf", &rcvbuf)) return NULL;
@@ -978,11 +983,7 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
   napi_valuetype t = napi_undefined;
   if (argc >= 2) napi_typeof(env, argv[1], &t);
   if (t == napi_object) {
-    napi_value v;
-    napi_valuetype vt;
-    napi_get_named_property(env, argv[1], "netnsPath", &v);
-    napi_typeof(env, v, &vt);
-    if (vt != napi_undefined && !arg_str(env, v, "netnsPath", netns, sizeof netns)) return NULL;
+    if (!opt_str(env, argv[1], "netnsPath", netns, sizeof netns)) return NULL;
   } else if (t != napi_undefined && t != napi_null) {
     return throw_type(env, "opts must be an object");
   }
