@@ -6,7 +6,7 @@ import { ipsecKey } from "../crypto/hkdf.js";
 import { PacketSocket } from "../datapath/packet-socket.js";
 import { LinkOps } from "./link-ops.js";
 import { XfrmOps, probeEsp } from "./xfrm-ops.js";
-import { IpsecGuard } from "./ipsec-guard.js";
+import { IPSEC_MARK, IpsecGuard } from "./ipsec-guard.js";
 import { fastdpVni } from "./heartbeat.js";
 import type { FastdpHost, FastdpPeerLink, FastdpPeerSpec } from "./fastdp-host.js";
 import type { FastdpSecurity } from "./fastdp-forwarder.js";
@@ -15,10 +15,6 @@ import { kernelVersionProblem } from "./capability.js";
 /** Our tunnels are named after the peer's short id, so a restart finds a crash's leftovers. */
 export const TUNNEL_PREFIX = "weftvx";
 const PROBE_LINK = "weftvx-probe";
-/** ESP window (spec 5.4): 256 packets, an 8 × 32-bit bitmap. */
-export const ESP_REPLAY_WINDOW = 256;
-/** Marks outbound VXLAN for the XFRM policy (spec 5.5). */
-export const IPSEC_MARK = 0x20000;
 /**
  * Our inbound SAs' reqid ("weft"): local only (inbound lookup is by SPI), it lets a restart
  * find what a crash left. Outbound SAs keep Weave's 0, which their policy's template matches.

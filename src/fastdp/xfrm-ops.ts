@@ -5,6 +5,7 @@
  * it, so that weft can say why it falls back to sleeve.
  */
 
+import { IPSEC_MARK } from "./ipsec-guard.js";
 import { randomBytes } from "node:crypto";
 import { NETLINK_XFRM, NetlinkRequestError, NetlinkSocket } from "./netlink-socket.js";
 import {
@@ -36,7 +37,7 @@ const ENOSYS = 38;
 const EPROTONOSUPPORT = 93;
 
 /** Weave's iptables/XFRM mark for traffic that must leave through ESP (5.5). */
-export const WEAVE_IPSEC_MARK: Readonly<XfrmMark> = { value: 0x20000, mask: 0x20000 };
+export const WEAVE_IPSEC_MARK: Readonly<XfrmMark> = { value: IPSEC_MARK, mask: IPSEC_MARK };
 /** Weave's ESN anti-replay window (bitmap of 8 x 32 bits). */
 export const DEFAULT_REPLAY_WINDOW = 256;
 /** TEST-NET addresses (RFC 2544 benchmarking range) for probeEsp's throwaway SA. */
