@@ -3,12 +3,12 @@
  * Ethernet frame of 14 + MTU bytes with zero MACs and EtherType, the connection UID at 14 and
  * the frame length at 22: sent with DF, so it also proves that full-size frames pass.
  */
+import { ETH_HEADER_LEN } from "../wire/ethernet.js";
 import { SHORT_ID_LIMIT } from "../wire/topology.js";
 
 export const HEARTBEAT_UID_OFFSET = 14;
 export const HEARTBEAT_LENGTH_OFFSET = 22;
 const HEARTBEAT_MIN_LEN = HEARTBEAT_LENGTH_OFFSET + 2;
-const ETH_HEADER_LEN = 14;
 
 /** The VNI of frames captured by `src` and sent to `dst` (12-bit short ids). */
 export function fastdpVni(srcShortId: number, dstShortId: number): number {

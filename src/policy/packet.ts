@@ -21,6 +21,7 @@
  *    embedded original header: its addresses, protocol, ports (or ICMP type and identifier)
  *    and fragment offset. An error without a readable embedded header is malformed.
  */
+import { ETHERTYPE_8021Q, ETH_HEADER_LEN, VLAN_TAG_LEN } from "../wire/ethernet.js";
 
 export const PARSE_OK = 0;
 /** Well-formed as far as read, but not IPv4 (after at most one 802.1Q tag). */
@@ -30,7 +31,6 @@ export const PARSE_MALFORMED = 2;
 export type ParseStatus = typeof PARSE_OK | typeof PARSE_NOT_IPV4 | typeof PARSE_MALFORMED;
 
 export const ETHERTYPE_IPV4 = 0x0800;
-export const ETHERTYPE_VLAN = 0x8100;
 
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
@@ -58,8 +58,6 @@ export const ICMP_INFO_REPLY = 16;
 export const ICMP_ADDRESS_MASK_REQUEST = 17;
 export const ICMP_ADDRESS_MASK_REPLY = 18;
 
-const ETH_HEADER_LEN = 14;
-const VLAN_TAG_LEN = 4;
 const IPV4_MIN_HEADER_LEN = 20;
 const TCP_MIN_HEADER_LEN = 20;
 const UDP_HEADER_LEN = 8;
@@ -228,7 +226,7 @@ function parse(out: ParsedPacket, buf: Uint8Array, offset: number, length: numbe
   let at = offset + ETH_HEADER_LEN - 2;
   let etherType = u16(buf, at);
   at += 2;
-  if (etherType === ETHERTYPE_VLAN) {
+  if (etherType === ETHERTYPE_8021Q) {
     if (end - at < VLAN_TAG_LEN) return PARSE_MALFORMED;
     out.vlan = u16(buf, at) & 0x0fff;
     etherType = u16(buf, at + 2);
