@@ -1,3 +1,4 @@
+import { fetchFromWeft } from "./weft-http.js";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { constants } from "node:os";
@@ -63,13 +64,7 @@ class IpamOffError extends Error {
 }
 
 async function request(base: string, method: string, path: string): Promise<string> {
-  let response: Response;
-  try {
-    response = await fetch(`${base}${path}`, { method });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new Error(`cannot reach weft at ${base} (${cause}): is weft running?`);
-  }
+  const response = await fetchFromWeft(`${base}${path}`, `weft at ${base}`, { method });
   const body = await response.text();
   if (response.status === 404 && /^\/ip(\/|$|\?)/.test(path)) throw new IpamOffError();
   if (!response.ok) throw new Error(body.trim() || `${method} ${path}: HTTP ${response.status}`);

@@ -1,3 +1,4 @@
+import { fetchFromWeft } from "./weft-http.js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Logger, type LogLevel } from "../util/log.js";
 import { WEFT_VERSION } from "../status/report.js";
@@ -164,17 +165,11 @@ async function runStatus(what: string | undefined, flags: { statusAddr: string }
     );
   }
   const addr = parseHostPort("--status-addr", flags.statusAddr, 6782);
-  let response: Response;
-  try {
-    response = await fetch(`http://${addr.host}:${addr.port}${path}`, {
-      signal: AbortSignal.timeout(5000),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new Error(
-      `cannot reach weft's status endpoint at ${addr.host}:${addr.port} (${cause}): is weft running?`,
-    );
-  }
+  const response = await fetchFromWeft(
+    `http://${addr.host}:${addr.port}${path}`,
+    `weft's status endpoint at ${addr.host}:${addr.port}`,
+    { signal: AbortSignal.timeout(5000) },
+  );
   const body = await response.text();
   if (!response.ok) throw new Error(`status endpoint answered ${response.status}: ${body.trim()}`);
   process.stdout.write(body);
@@ -190,19 +185,11 @@ async function postToRouter(
   const addr = parseHostPort("--http-addr", httpAddr, 6784);
   const form = new URLSearchParams(peers.map((peer): [string, string] => ["peer", peer]));
   if (replace) form.set("replace", "true");
-  let response: Response;
-  try {
-    response = await fetch(`http://${addr.host}:${addr.port}${path}`, {
-      method: "POST",
-      body: form,
-      signal: AbortSignal.timeout(5000),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new Error(
-      `cannot reach weft's router API at ${addr.host}:${addr.port} (${cause}): is weft running?`,
-    );
-  }
+  const response = await fetchFromWeft(
+    `http://${addr.host}:${addr.port}${path}`,
+    `weft's router API at ${addr.host}:${addr.port}`,
+    { method: "POST", body: form, signal: AbortSignal.timeout(5000) },
+  );
   if (!response.ok) {
     throw new Error(`router API answered ${response.status}: ${(await response.text()).trim()}`);
   }
@@ -211,18 +198,11 @@ async function postToRouter(
 /** One call to the IPAM routes of the router API (rmpeer, reset); returns the body. */
 async function ipamCall(httpAddr: string, method: string, path: string): Promise<string> {
   const addr = parseHostPort("--http-addr", httpAddr, 6784);
-  let response: Response;
-  try {
-    response = await fetch(`http://${addr.host}:${addr.port}${path}`, {
-      method,
-      signal: AbortSignal.timeout(15_000),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new Error(
-      `cannot reach weft's router API at ${addr.host}:${addr.port} (${cause}): is weft running?`,
-    );
-  }
+  const response = await fetchFromWeft(
+    `http://${addr.host}:${addr.port}${path}`,
+    `weft's router API at ${addr.host}:${addr.port}`,
+    { method, signal: AbortSignal.timeout(15_000) },
+  );
   const body = await response.text();
   if (response.status === 404) {
     throw new Error('weft runs without IPAM (launched with --ipalloc-range ""): nothing to do');
