@@ -4,104 +4,27 @@
 // and the remote in its all-zero default FDB entry), an isolated port of the bridge. The
 // endpoints then ping each other through the kernel VXLAN.
 import { afterAll, describe, expect, it } from "vitest";
-import { LinkOps, LinkOpsError } from "../../src/fastdp/link-ops.js";
+import { LinkOpsError } from "../../src/fastdp/link-ops.js";
 import { ping, waitForPing, type Lab } from "../harness/index.js";
 import { useLab } from "./support.js";
-
-const MTU = 1376;
-const PORT = 6784;
-const BRIDGE = "wbr";
-const VXLAN = "wvx";
-const ENDPOINT_PORT = "vep";
-
-interface Side {
-  ns: string;
-  ops: LinkOps;
-  underlayIp: string;
-  vniIn: number;
-  endpointNs: string;
-  endpointIp: string;
-}
-
-/** Underlay namespace `short` (eth0 = underlayIp/24 must exist) plus its endpoint and fabric. */
-async function buildSide(
-  lab: Lab,
-  short: string,
-  underlayIp: string,
-  endpointIp: string,
-  vniIn: number,
-  peer: { ip: string; vniIn: number },
-): Promise<Side> {
-  const ns = lab.nsName(short);
-  const endpointNs = await lab.addNamespace(`e${short}`);
-  const ops = new LinkOps({ netnsPath: `/run/netns/${ns}` });
-  ops.ensureBridge(BRIDGE, MTU);
-  await lab.execOk(ns, "ip", [
-    "link",
-    "add",
-    ENDPOINT_PORT,
-    "mtu",
-    String(MTU),
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "eth0",
-    "mtu",
-    String(MTU),
-    "netns",
-    endpointNs,
-  ]);
-  ops.setMaster(ENDPOINT_PORT, BRIDGE);
-  ops.setUp(ENDPOINT_PORT, true);
-  await lab.execOk(endpointNs, "ip", ["addr", "add", `${endpointIp}/24`, "dev", "eth0"]);
-  await lab.execOk(endpointNs, "ip", ["link", "set", "eth0", "up"]);
-
-  ops.createVxlan({
-    name: VXLAN,
-    vni: vniIn,
-    port: PORT,
-    local: underlayIp,
-    ttl: 64,
-    df: true,
-    learning: false,
-    udpCsum: false,
-    mtu: MTU,
-  });
-  ops.addDefaultFdb(VXLAN, { dst: peer.ip, vni: peer.vniIn });
-  ops.setMaster(VXLAN, BRIDGE);
-  ops.setBridgePort(VXLAN, { isolated: true, learning: true });
-  ops.setUp(VXLAN, true);
-  return { ns, ops, underlayIp, vniIn, endpointNs, endpointIp };
-}
+import {
+  BRIDGE,
+  ENDPOINT_PORT,
+  MTU,
+  PORT,
+  VXLAN,
+  buildVxlanFabric,
+  type FabricSide,
+} from "./vxlan-fabric.js";
 
 describe("LinkOps: a kernel VXLAN fast datapath between two namespaces", () => {
-  let a: Side;
-  let b: Side;
+  let a: FabricSide;
+  let b: FabricSide;
   let lab: Lab;
 
   const made = useLab("link-ops", async (l) => {
     lab = l;
-    const nsA = await lab.addNamespace("a");
-    const nsB = await lab.addNamespace("b");
-    await lab.execOk(nsA, "ip", [
-      ...["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", nsB],
-    ]);
-    for (const [ns, ip] of [
-      [nsA, "198.18.0.1"],
-      [nsB, "198.18.0.2"],
-    ] as const) {
-      await lab.execOk(ns, "ip", ["addr", "add", `${ip}/24`, "dev", "eth0"]);
-      await lab.execOk(ns, "ip", ["link", "set", "eth0", "mtu", "1500", "up"]);
-    }
-    a = await buildSide(lab, "a", "198.18.0.1", "198.19.0.1", 0x002001, {
-      ip: "198.18.0.2",
-      vniIn: 0x001002,
-    });
-    b = await buildSide(lab, "b", "198.18.0.2", "198.19.0.2", 0x001002, {
-      ip: "198.18.0.1",
-      vniIn: 0x002001,
-    });
+    ({ a, b } = await buildVxlanFabric(lab));
     return {};
   });
 

@@ -5,16 +5,10 @@
 // own traffic never reaches a PacketSocket; the bridge drops the heartbeats.
 import { afterAll, describe, expect, it } from "vitest";
 import { PacketSocket } from "../../src/datapath/packet-socket.js";
-import { LinkOps } from "../../src/fastdp/link-ops.js";
 import { packetOpen } from "../../src/native/addon.js";
 import { sleep, waitFor, waitForPing, type Lab } from "../harness/index.js";
 import { useLab } from "./support.js";
-
-const MTU = 1376;
-const PORT = 6784;
-const BRIDGE = "wbr";
-const VXLAN = "wvx";
-const ENDPOINT_PORT = "vep";
+import { BRIDGE, MTU, VXLAN, buildVxlanFabric, type FabricSide } from "./vxlan-fabric.js";
 
 /** Spec 5.3: zero MACs and EtherType, UID (u64 BE) at 14, total length (u16 BE) at 22, zeros. */
 function heartbeat(uid: bigint, length = 14 + MTU): Buffer {
@@ -22,53 +16,6 @@ function heartbeat(uid: bigint, length = 14 + MTU): Buffer {
   frame.writeBigUInt64BE(uid, 14);
   frame.writeUInt16BE(length, 22);
   return frame;
-}
-
-interface Side {
-  ns: string;
-  netnsPath: string;
-  ops: LinkOps;
-  endpointNs: string;
-  endpointIp: string;
-}
-
-async function buildSide(
-  lab: Lab,
-  short: string,
-  underlayIp: string,
-  endpointIp: string,
-  vniIn: number,
-  peer: { ip: string; vniIn: number },
-): Promise<Side> {
-  const ns = lab.nsName(short);
-  const netnsPath = `/run/netns/${ns}`;
-  const endpointNs = await lab.addNamespace(`e${short}`);
-  const ops = new LinkOps({ netnsPath });
-  ops.ensureBridge(BRIDGE, MTU);
-  await lab.execOk(ns, "ip", [
-    ...["link", "add", ENDPOINT_PORT, "mtu", String(MTU), "type", "veth"],
-    ...["peer", "name", "eth0", "mtu", String(MTU), "netns", endpointNs],
-  ]);
-  ops.setMaster(ENDPOINT_PORT, BRIDGE);
-  ops.setUp(ENDPOINT_PORT, true);
-  await lab.execOk(endpointNs, "ip", ["addr", "add", `${endpointIp}/24`, "dev", "eth0"]);
-  await lab.execOk(endpointNs, "ip", ["link", "set", "eth0", "up"]);
-  ops.createVxlan({
-    name: VXLAN,
-    vni: vniIn,
-    port: PORT,
-    local: underlayIp,
-    ttl: 64,
-    df: true,
-    learning: false,
-    udpCsum: false,
-    mtu: MTU,
-  });
-  ops.addDefaultFdb(VXLAN, { dst: peer.ip, vni: peer.vniIn });
-  ops.setMaster(VXLAN, BRIDGE);
-  ops.setBridgePort(VXLAN, { isolated: true, learning: true });
-  ops.setUp(VXLAN, true);
-  return { ns, netnsPath, ops, endpointNs, endpointIp };
 }
 
 /** A PacketSocket that records what it receives. */
@@ -85,8 +32,8 @@ class Recorder {
 
 describe("PacketSocket on kernel VXLAN devices", () => {
   let lab: Lab;
-  let a: Side;
-  let b: Side;
+  let a: FabricSide;
+  let b: FabricSide;
   const recorders: Recorder[] = [];
   const record = (ifname: string, netnsPath: string, maxFrameSize?: number): Recorder => {
     const r = new Recorder(ifname, netnsPath, maxFrameSize);
@@ -101,26 +48,7 @@ describe("PacketSocket on kernel VXLAN devices", () => {
 
   const made = useLab("packet-socket", async (l) => {
     lab = l;
-    const nsA = await lab.addNamespace("a");
-    const nsB = await lab.addNamespace("b");
-    await lab.execOk(nsA, "ip", [
-      ...["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", nsB],
-    ]);
-    for (const [ns, ip] of [
-      [nsA, "198.18.0.1"],
-      [nsB, "198.18.0.2"],
-    ] as const) {
-      await lab.execOk(ns, "ip", ["addr", "add", `${ip}/24`, "dev", "eth0"]);
-      await lab.execOk(ns, "ip", ["link", "set", "eth0", "mtu", "1500", "up"]);
-    }
-    a = await buildSide(lab, "a", "198.18.0.1", "198.19.0.1", 0x002001, {
-      ip: "198.18.0.2",
-      vniIn: 0x001002,
-    });
-    b = await buildSide(lab, "b", "198.18.0.2", "198.19.0.2", 0x001002, {
-      ip: "198.18.0.1",
-      vniIn: 0x002001,
-    });
+    ({ a, b } = await buildVxlanFabric(lab));
     onA = record(VXLAN, a.netnsPath);
     bystanderA = record(VXLAN, a.netnsPath);
     onB = record(VXLAN, b.netnsPath);
@@ -135,7 +63,7 @@ describe("PacketSocket on kernel VXLAN devices", () => {
     b?.ops.close();
   });
 
-  const vxlanRxPackets = async (side: Side): Promise<number> => {
+  const vxlanRxPackets = async (side: FabricSide): Promise<number> => {
     const r = await lab.execOk(side.ns, "ip", ["-s", "-j", "link", "show", VXLAN]);
     const [s] = JSON.parse(r.stdout) as { stats64: { rx: { packets: number } } }[];
     return s!.stats64.rx.packets;
