@@ -31,7 +31,8 @@ import {
   fieldUint,
 } from "../../../src/wire/gob.js";
 import type { PeerName } from "../../../src/wire/peer-name.js";
-import { concat, hex } from "../vectors.js";
+import { hex } from "../vectors.js";
+import { V22a_HEX, V22b_HEX, V22c_HEX, V22d_HEX, V22e_HEX, V22f_HEX } from "./ipam-vectors.js";
 
 // --- inputs of weave-wire-vectors.txt V20–V30 ---
 
@@ -42,47 +43,15 @@ const C: NodeId = { name: 0x7a0000000003, uid: 0x3333333333333333n };
 const p = (round: bigint, proposer: NodeId): ProposalId => ({ round, proposer });
 const claims = (c: Partial<NodeClaims>): NodeClaims => ({ ...zeroClaims(), ...c });
 
-// --- V22a–f: the 524-byte preamble shared by every gossipState, then each value ---
-
-const PREAMBLE = hex(`
-45 ff 81 03 01 01 0b 67 6f 73 73 69 70 53 74 61 74 65 01 ff 82 00 01 04 01 03 4e 6f 77 01 04 00
-01 09 4e 69 63 6b 6e 61 6d 65 73 01 ff 84 00 01 05 50 61 78 6f 73 01 ff 90 00 01 04 52 69 6e 67
-01 ff 92 00 00 00 28 ff 83 04 01 01 18 6d 61 70 5b 6d 65 73 68 2e 50 65 65 72 4e 61 6d 65 5d 73
-74 72 69 6e 67 01 ff 84 00 01 06 01 0c 00 00 1d ff 8f 04 01 01 0b 47 6f 73 73 69 70 53 74 61 74
-65 01 ff 90 00 01 ff 86 01 ff 88 00 00 1d ff 85 03 01 02 ff 86 00 01 02 01 04 4e 61 6d 65 01 06
-00 01 03 55 49 44 01 06 00 00 00 38 ff 87 03 01 02 ff 88 00 01 03 01 07 50 72 6f 6d 69 73 65 01
-ff 8a 00 01 08 41 63 63 65 70 74 65 64 01 ff 8a 00 01 0b 41 63 63 65 70 74 65 64 56 61 6c 01 ff
-8c 00 00 00 30 ff 89 03 01 01 0a 50 72 6f 70 6f 73 61 6c 49 44 01 ff 8a 00 01 02 01 05 52 6f 75
-6e 64 01 06 00 01 08 50 72 6f 70 6f 73 65 72 01 ff 86 00 00 00 32 ff 8b 03 01 01 0d 41 63 63 65
-70 74 65 64 56 61 6c 75 65 01 ff 8c 00 01 02 01 05 56 61 6c 75 65 01 ff 8e 00 01 06 4f 72 69 67
-69 6e 01 ff 8a 00 00 00 13 ff 8d 02 01 01 05 56 61 6c 75 65 01 ff 8e 00 01 06 00 00 45 ff 91 03
-01 01 04 52 69 6e 67 01 ff 92 00 01 05 01 05 53 74 61 72 74 01 06 00 01 03 45 6e 64 01 06 00 01
-04 50 65 65 72 01 06 00 01 07 45 6e 74 72 69 65 73 01 ff 96 00 01 05 53 65 65 64 73 01 ff 98 00
-00 00 16 ff 95 02 01 01 07 65 6e 74 72 69 65 73 01 ff 96 00 01 ff 94 00 00 34 ff 93 03 01 02 ff
-94 00 01 04 01 05 54 6f 6b 65 6e 01 06 00 01 04 50 65 65 72 01 06 00 01 07 56 65 72 73 69 6f 6e
-01 06 00 01 04 46 72 65 65 01 06 00 00 00 1d ff 97 02 01 01 0f 5b 5d 6d 65 73 68 2e 50 65 65 72
-4e 61 6d 65 01 ff 98 00 01 06 00 00`);
-
-// Pieces of the values below, to keep them readable.
-const NA = "fa 7a 00 00 00 00 01"; // name A
-const NB = "fa 7a 00 00 00 00 02";
-const ID_A = `01 ${NA} 01 f8 11 11 11 11 11 11 11 11 00`;
-const ID_B = `01 ${NB} 01 f8 22 22 22 22 22 22 22 22 00`;
-const P1A = `01 01 01 ${ID_A} 00`; // ProposalID{1, A}
-const ZP = "02 00 00"; // zero ProposalID
-const HEAD = "01 fc ca a7 e2 00 01 01"; // Now, Nicknames with one entry
-const NICK_A = `${NA} 05 68 6f 73 74 41`;
-const NICK_B = `${NB} 05 68 6f 73 74 42`;
-const ONLY_PROMISE_1A = `01 ${P1A} 01 ${ZP} 01 02 ${ZP} 00 00`; // {Promise 1A}
-const ACCEPTED_1A_AB = `01 ${P1A} 01 ${P1A} 01 01 02 ${NA} ${NB} 01 ${P1A} 00 00`;
+// --- V22a–f, as transcribed from the vectors file (ipam-vectors.ts) ---
 
 const V22 = {
-  a: `1a ff 82 ${HEAD} ${NICK_A} 01 00 00`,
-  b: `50 ff 82 ${HEAD} ${NICK_A} 01 01 ${ID_A} ${ONLY_PROMISE_1A} 00`,
-  c: `ff 86 ff 82 ${HEAD} ${NICK_B} 01 02 ${ID_A} ${ONLY_PROMISE_1A} ${ID_B} ${ONLY_PROMISE_1A} 00`,
-  d: `ff be ff 82 ${HEAD} ${NICK_A} 01 02 ${ID_A} ${ACCEPTED_1A_AB} ${ID_B} ${ONLY_PROMISE_1A} 00`,
-  e: `ff f6 ff 82 ${HEAD} ${NICK_B} 01 02 ${ID_A} ${ACCEPTED_1A_AB} ${ID_B} ${ACCEPTED_1A_AB} 00`,
-  f: `18 ff 82 ${HEAD} ${NICK_B} 00`,
+  a: V22a_HEX,
+  b: V22b_HEX,
+  c: V22c_HEX,
+  d: V22d_HEX,
+  e: V22e_HEX,
+  f: V22f_HEX,
 };
 const V22_LENGTHS = { a: 551, b: 605, c: 660, d: 716, e: 772, f: 549 };
 
@@ -120,7 +89,7 @@ function paxosOf(message: Uint8Array): PaxosState | undefined {
   return sorted(out);
 }
 function vector(which: keyof typeof V22): PaxosState | undefined {
-  const bytes = concat(PREAMBLE, hex(V22[which]));
+  const bytes = hex(V22[which]);
   expect(bytes.length).toBe(V22_LENGTHS[which]);
   return paxosOf(bytes);
 }
