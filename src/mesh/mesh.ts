@@ -10,7 +10,14 @@ import { TOPOLOGY_CHANNEL, TopologyGossiper } from "./topology-gossiper.js";
 /** Timing from spec 2.5.2–2.5.3. */
 export const TOPOLOGY_GOSSIP_DEBOUNCE_MS = 1_000;
 export const ROUTE_RECALC_DEBOUNCE_MS = 100;
-export const PEER_GC_DELAY_MS = 1_000;
+/**
+ * Weave collects unreachable peers 1 s after a topology change, the same delay as its topology
+ * debounce: a peer two hops away that relays a new neighbour's entries at once and sends its own
+ * (debounced) entry a second later races that timer, and the losing side forgets the new peers
+ * until the 30 s periodic gossip. Waiting longer than the debounce plus a few hops removes the
+ * race; what is collected is local state only, so nothing changes on the wire.
+ */
+export const PEER_GC_DELAY_MS = 5_000;
 
 /** What the mesh asks of the world around it. */
 export interface MeshHooks {

@@ -5,7 +5,7 @@
  * Time. The simulator owns a `VirtualClock` (a discrete-event scheduler). While a simulator
  * method runs, the global `setTimeout`/`clearTimeout`/`setInterval`/`clearInterval` are replaced
  * by the clock's (and restored on return), so `Mesh`'s own debounces (1 s topology gossip,
- * 100 ms routes, 1 s GC, 30 s periodic gossip) run unchanged, on virtual time. Everything in
+ * 100 ms routes, 5 s GC, 30 s periodic gossip) run unchanged, on virtual time. Everything in
  * the mesh is synchronous, so no foreign code runs while the globals are replaced. Message
  * deliveries are events on the same clock. `Date.now` is left alone (the topology channel does
  * not read it). Results are reproducible for a seed, except that `Peers` picks a replacement
