@@ -111,7 +111,16 @@ describe("IPAM operations: space moves, expose/hide, ps, released namespaces, rm
   it("a host attaching more endpoints than its share gets space from another", async () => {
     const { lab, hosts, nodes } = setup();
     // Consensus among all three at once; quorum 2, so the ring holds two or three of them.
-    await Promise.all(hosts.map((h) => api(h.ns, "GET", "/ring")));
+    await Promise.all(hosts.map((h) => api(h.ns, "GET", "/ring"))).catch(async (err: Error) => {
+      // Say what each host thought of consensus and of its peers when the ring did not come.
+      const views = await Promise.all(
+        nodes.map(async (n, i) => {
+          const [ipam, peers] = await Promise.all([n.status("ipam"), n.status("peers")]);
+          return `--- ${hosts[i]!.short}: ${ipam.stdout}${ipam.stderr}${peers.stdout}`;
+        }),
+      );
+      throw new Error(`${err.message}\n${views.join("\n")}`, { cause: err });
+    });
     const initial = await shares(nodes[0]!);
     const shareOf = (i: number): number => initial.get(hosts[i]!.short) ?? 0;
     expect([0, 1, 2].reduce((n, i) => n + shareOf(i), 0)).toBe(64);
