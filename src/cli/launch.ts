@@ -9,18 +9,18 @@ import { buildReport } from "../status/report.js";
 import { startStatusServer } from "../status/server.js";
 import { startRouterApi } from "../api/router-api.js";
 import { makeIdentity } from "./identity.js";
-import type { HostPort, TapArg } from "./options.js";
+import type { HostPort, NetworkArg, TapArg } from "./options.js";
 import type { ConnectionSecurity } from "../mesh/connection.js";
 import { loadSodium, sodiumLoadError, type BackendName } from "../crypto/backend.js";
 import { loadSecretBox } from "../crypto/secretbox.js";
 import { loadKeyAgreement } from "../crypto/session.js";
 import { DEFAULT_MAC_TABLE_SIZE } from "../switch/mac-table.js";
-import { nodePortName } from "./options.js";
+import { networkBridgeName, nodePortName } from "./options.js";
 import type { FastdpOptions } from "../mesh/router.js";
 import type { KernelDatapath } from "../fastdp/kernel-datapath.js";
 import { Allocator, IPAM_CHANNEL, type IpallocInit } from "../ipam/allocator.js";
 import { JsonFileStore } from "../ipam/store.js";
-import { formatAddress } from "../ipam/address.js";
+import { formatAddress, formatCidr } from "../ipam/address.js";
 import type { Range } from "../ipam/types.js";
 
 export interface LaunchConfig {
@@ -30,7 +30,7 @@ export interface LaunchConfig {
   port: number;
   mtu: number;
   taps: TapArg[];
-  networks: string[];
+  networks: NetworkArg[];
   statusAddr: HostPort;
   httpAddr: HostPort;
   peers: HostPort[];
@@ -182,6 +182,76 @@ async function setupBridge(
   return { host: opened, ...holdAfter };
 }
 
+/**
+ * Bridge mode, named networks: each gets a kernel bridge of its own for `weft attach --network`
+ * endpoints, with Node's TAP port on it in that network, so frames between its endpoints on
+ * this host stay in the kernel and only the rest crosses Node's switch (over sleeve: the
+ * kernel's tunnels carry the default network only). Returns network name → bridge.
+ */
+async function setupNetworkBridges(
+  config: LaunchConfig,
+  dataPlane: DataPlane,
+  counters: Counters,
+  log: Logger,
+): Promise<Map<string, string>> {
+  const bridges = new Map<string, string>();
+  const named = config.networks.filter((n) => n.name !== dataPlane.networks.defaultNetwork.name);
+  if (named.length === 0) return bridges;
+  const { LinkOps } = await import("../fastdp/link-ops.js");
+  const { TapPort } = await import("../datapath/tap-port.js");
+  const links = new LinkOps();
+  try {
+    for (const network of named) {
+      const bridge = networkBridgeName(config.bridge!, network.name);
+      const nodePort = nodePortName(bridge);
+      links.ensureBridge(bridge, config.mtu);
+      dataPlane.addPort(
+        new TapPort({
+          ifname: nodePort,
+          network: dataPlane.networks.add(network.name),
+          output: dataPlane.output,
+          sink: dataPlane,
+          counters,
+          log,
+        }),
+      );
+      links.setMtu(nodePort, config.mtu);
+      links.setMaster(nodePort, bridge);
+      links.setBridgePort(nodePort, { isolated: true, learning: true });
+      links.setUp(nodePort, true);
+      bridges.set(network.name, bridge);
+      log.info("network on a kernel bridge", { network: network.name, bridge, nodePort });
+    }
+  } finally {
+    links.close();
+  }
+  return bridges;
+}
+
+/** Per network, what the report says: its kernel bridge and its IPAM subnet. */
+function networkSetup(
+  config: LaunchConfig,
+  defaultNetwork: string,
+  bridges: ReadonlyMap<string, string>,
+): Map<string, { bridge?: string; subnet?: string }> {
+  const cidr = (r: Range): string =>
+    formatCidr({ address: r.start, prefixLength: 32 - Math.log2(r.end - r.start) });
+  const out = new Map<string, { bridge?: string; subnet?: string }>();
+  out.set(defaultNetwork, {
+    ...(config.bridge !== undefined ? { bridge: config.bridge } : {}),
+    ...(config.ipam !== undefined ? { subnet: cidr(config.ipam.defaultSubnet) } : {}),
+  });
+  for (const n of config.networks) {
+    if (n.name === defaultNetwork) continue;
+    const bridge = bridges.get(n.name);
+    out.set(n.name, {
+      ...(bridge !== undefined ? { bridge } : {}),
+      ...(n.subnet !== undefined ? { subnet: cidr(n.subnet) } : {}),
+    });
+  }
+  return out;
+}
+
 /** The IPAM peer on the `IPallocation` channel (spec 8), with its database under dataDir. */
 function startIpam(
   config: IpamConfig,
@@ -240,7 +310,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   let kernel: KernelDatapath | undefined;
   let ipam: Allocator | undefined;
   try {
-    for (const network of config.networks) dataPlane.networks.add(network);
+    for (const network of config.networks) dataPlane.networks.add(network.name);
     if (config.taps.length > 0) {
       const { TapPort } = await import("../datapath/tap-port.js");
       for (const tap of config.taps) {
@@ -262,6 +332,11 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
         ? await setupBridge(config, dataPlane, counters, log)
         : { unavailable: "fastdp: no kernel bridge (launch with --bridge)" };
     kernel = fastdp.host as KernelDatapath | undefined;
+    const bridges =
+      config.bridge !== undefined
+        ? await setupNetworkBridges(config, dataPlane, counters, log)
+        : new Map<string, string>();
+    const networks = networkSetup(config, dataPlane.networks.defaultNetwork.name, bridges);
     const security = loadSecurity(config, log);
     router = new Router({
       fastdp,
@@ -287,16 +362,14 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       config.statusAddr.host,
       config.statusAddr.port,
       () =>
-        buildReport(
-          liveRouter,
-          dataPlane,
-          counters,
-          config.mtu,
-          config.port,
-          liveIpam,
-          config.bridge,
-          config.allowSpoofing !== true,
-        ),
+        buildReport(liveRouter, dataPlane, counters, {
+          mtu: config.mtu,
+          port: config.port,
+          ...(liveIpam !== undefined ? { ipam: liveIpam } : {}),
+          ...(config.bridge !== undefined ? { bridge: config.bridge } : {}),
+          antiSpoofing: config.allowSpoofing !== true,
+          networks,
+        }),
       log,
     );
     api = await startRouterApi(

@@ -16,6 +16,9 @@ import {
   parseMtu,
   parseName,
   parseNetwork,
+  mergeNetworks,
+  checkNetworkSubnets,
+  type NetworkArg,
   parseNickname,
   parsePort,
   parseTap,
@@ -51,7 +54,7 @@ interface LaunchFlags {
   host: string;
   port: number;
   tap?: TapArg[];
-  network?: string[];
+  network?: NetworkArg[];
   mtu: number;
   statusAddr: string;
   httpAddr: string;
@@ -91,6 +94,11 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
   }
   checkBridgeAndTaps(flags.bridge, flags.tap ?? []);
   const ipam = ipamConfig(flags);
+  const networks = mergeNetworks(flags.network ?? []);
+  checkNetworkSubnets(
+    networks,
+    ipam === undefined ? undefined : { ...ipam, rangeText: flags.ipallocRange },
+  );
   const config = {
     ...(password !== undefined ? { password } : {}),
     ...(flags.bridge !== undefined ? { bridge: flags.bridge } : {}),
@@ -104,7 +112,7 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     port: flags.port,
     mtu: flags.mtu,
     taps: flags.tap ?? [],
-    networks: flags.network ?? [],
+    networks,
     statusAddr: parseHostPort("--status-addr", flags.statusAddr, 6782),
     httpAddr: parseHostPort("--http-addr", flags.httpAddr, 6784),
     peers: peerArgs.map((peer) => parseHostPort("PEER", peer, DEFAULT_PORT)),
@@ -256,9 +264,10 @@ export function buildProgram(): Command {
       ).argParser(collect(parseTap)),
     )
     .addOption(
-      new Option("--network <name>", "declare a virtual network (repeatable)").argParser(
-        collect(parseNetwork),
-      ),
+      new Option(
+        "--network <name[=cidr]>",
+        "declare a virtual network, with the IPAM subnet of its endpoints (repeatable)",
+      ).argParser(collect(parseNetwork)),
     )
     .addOption(
       new Option("--mtu <bytes>", "overlay MTU").default(DEFAULT_MTU).argParser(checked(parseMtu)),
@@ -353,10 +362,10 @@ export function buildProgram(): Command {
   program
     .command("attach")
     .description(
-      "connect a network namespace to weft's bridge as ethwe, with addresses from IPAM (net:default, net:CIDR) or claimed (ADDR/PREFIX)",
+      "connect a network namespace to a weft network's bridge as ethwe, with addresses from IPAM (net:default: the network's subnet; net:CIDR) or claimed (ADDR/PREFIX)",
     )
     .argument("<args...>", "[ADDR/PREFIX | net:CIDR | net:default]... NETNS (name, path or PID)")
-    .addOption(new Option("--network <name>", "weft network (bridge mode: default)"))
+    .addOption(new Option("--network <name>", "weft network (default: the default network)"))
     .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
     .addOption(
       new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
@@ -385,32 +394,44 @@ export function buildProgram(): Command {
   program
     .command("expose")
     .description(
-      "give this host addresses on weft's bridge (IPAM id weave:expose) so it reaches the endpoints; prints them",
+      "give this host addresses on a weft network's bridge (IPAM id weave:expose) so it reaches the endpoints; prints them",
     )
     .argument("[addrs...]", "ADDR/PREFIX | net:CIDR | net:default (default: net:default)")
+    .addOption(new Option("--network <name>", "weft network (default: the default network)"))
     .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
     .addOption(
       new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
     )
-    .action(async (addrs: string[], flags: { httpAddr: string; statusAddr: string }) => {
-      const { runExpose } = await import("./attach.js");
-      await runExpose(addrs, flags);
-    });
+    .action(
+      async (
+        addrs: string[],
+        flags: { network?: string; httpAddr: string; statusAddr: string },
+      ) => {
+        const { runExpose } = await import("./attach.js");
+        await runExpose(addrs, flags);
+      },
+    );
 
   program
     .command("hide")
     .description(
-      "take exposed addresses off weft's bridge and give them back (default: all of them)",
+      "take exposed addresses off a weft network's bridge and give them back (default: all of them)",
     )
     .argument("[addrs...]", "ADDR/PREFIX | net:CIDR | net:default")
+    .addOption(new Option("--network <name>", "weft network (default: the default network)"))
     .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
     .addOption(
       new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
     )
-    .action(async (addrs: string[], flags: { httpAddr: string; statusAddr: string }) => {
-      const { runHide } = await import("./attach.js");
-      await runHide(addrs, flags);
-    });
+    .action(
+      async (
+        addrs: string[],
+        flags: { network?: string; httpAddr: string; statusAddr: string },
+      ) => {
+        const { runHide } = await import("./attach.js");
+        await runHide(addrs, flags);
+      },
+    );
 
   program
     .command("ps")

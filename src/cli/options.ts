@@ -1,7 +1,7 @@
 import type { Range } from "../ipam/types.js";
 import type { IpallocInit } from "../ipam/allocator.js";
 import { parseCidr } from "../ipam/address.js";
-import { DEFAULT_NETWORK, validateNetworkName } from "../switch/network.js";
+import { DEFAULT_NETWORK, validateNetworkName, vlanForNetwork } from "../switch/network.js";
 import { LOG_LEVELS, type LogLevel } from "../util/log.js";
 import { parsePeerName, type PeerName } from "../wire/peer-name.js";
 import { ETH_HEADER_LEN, VLAN_TAG_LEN } from "../wire/ethernet.js";
@@ -115,6 +115,18 @@ export function nodePortName(bridge: string): string {
   return `${bridge}-dp`;
 }
 
+/**
+ * The kernel bridge of a named network in bridge mode: `BRIDGE-NAME` when that leaves room for
+ * Node's port (`-dp`) in 15 characters and cannot be taken for a Node port, else `weftn<VLAN id>` (the id is the network's on the
+ * wire, so it is the same on every host and across restarts).
+ */
+export function networkBridgeName(bridge: string, network: string): string {
+  const readable = `${bridge}-${network}`;
+  // A name ending in "-dp" would be some bridge's Node port ("dp" itself: the default's).
+  const clashes = network === "dp" || network.endsWith("-dp");
+  return readable.length <= 12 && !clashes ? readable : `weftn${vlanForNetwork(network)}`;
+}
+
 /** With a bridge, the default network's endpoints are on it: a default-network TAP is not. */
 export function checkBridgeAndTaps(bridge: string | undefined, taps: readonly TapArg[]): void {
   if (bridge === undefined) return;
@@ -127,13 +139,81 @@ export function checkBridgeAndTaps(bridge: string | undefined, taps: readonly Ta
   }
 }
 
-export function parseNetwork(text: string): string {
+/** `--network NAME[=CIDR]`: a virtual network, and the subnet its endpoints get addresses in. */
+export interface NetworkArg {
+  name: string;
+  /** The network's default subnet, allocated from the IPAM ring (`NAME=CIDR`). */
+  subnet?: Range;
+  /** The CIDR as given, for messages. */
+  cidr?: string;
+}
+
+export function parseNetwork(text: string): NetworkArg {
+  const eq = text.indexOf("=");
+  const name = eq < 0 ? text : text.slice(0, eq);
   try {
-    validateNetworkName(text);
+    validateNetworkName(name);
   } catch (err) {
     fail("--network", (err as Error).message);
   }
-  return text;
+  if (eq < 0) return { name };
+  const cidr = text.slice(eq + 1);
+  if (name === DEFAULT_NETWORK) {
+    fail("--network", `the default network's subnet is set with --ipalloc-default-subnet`);
+  }
+  try {
+    return { name, subnet: parseCidr(cidr, `subnet of network ${name}`), cidr };
+  } catch (err) {
+    return fail("--network", (err as Error).message);
+  }
+}
+
+/** Merges repeated `--network` flags: a name given twice must not get two subnets. */
+export function mergeNetworks(networks: readonly NetworkArg[]): NetworkArg[] {
+  const byName = new Map<string, NetworkArg>();
+  for (const n of networks) {
+    const seen = byName.get(n.name);
+    if (seen?.cidr !== undefined && n.cidr !== undefined && seen.cidr !== n.cidr) {
+      fail("--network", `network ${n.name} is given two subnets, ${seen.cidr} and ${n.cidr}`);
+    }
+    if (seen === undefined || n.cidr !== undefined) byName.set(n.name, n);
+  }
+  return [...byName.values()];
+}
+
+function overlaps(a: Range, b: Range): boolean {
+  return a.start < b.end && b.start < a.end;
+}
+
+/**
+ * Networks' subnets come from the one IPAM ring: each lies inside `--ipalloc-range`, and none
+ * overlaps another or the default subnet, so that an address names one network only (the
+ * default subnet is the whole range unless `--ipalloc-default-subnet` narrows it).
+ */
+export function checkNetworkSubnets(
+  networks: readonly NetworkArg[],
+  ipam: { range: Range; rangeText: string; defaultSubnet: Range } | undefined,
+): void {
+  const withSubnet = networks.filter((n) => n.subnet !== undefined);
+  for (const [i, n] of withSubnet.entries()) {
+    const subnet = n.subnet!;
+    const what = `network ${n.name}=${n.cidr}`;
+    if (ipam === undefined) fail("--network", `${what} needs IPAM (--ipalloc-range)`);
+    if (subnet.start < ipam.range.start || subnet.end > ipam.range.end) {
+      fail("--network", `${what} is not inside --ipalloc-range ${ipam.rangeText}`);
+    }
+    if (overlaps(subnet, ipam.defaultSubnet)) {
+      fail(
+        "--network",
+        `${what} overlaps the default network's subnet: give --ipalloc-default-subnet a part of the range outside every network's subnet`,
+      );
+    }
+    for (const other of withSubnet.slice(i + 1)) {
+      if (overlaps(subnet, other.subnet!)) {
+        fail("--network", `${what} overlaps network ${other.name}=${other.cidr}`);
+      }
+    }
+  }
 }
 
 /** `HOST[:PORT]` for IPv4 hosts and names; `defaultPort` when no port is given. */

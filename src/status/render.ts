@@ -58,6 +58,10 @@ export interface NetworkReport {
   VLAN: number;
   Ports: string[];
   MACs: number;
+  /** Bridge mode: the kernel bridge `weft attach --network` puts its endpoints on. */
+  Bridge?: string;
+  /** The IPAM subnet of its endpoints (the default subnet for the default network). */
+  Subnet?: string;
 }
 
 export interface Report {
@@ -177,7 +181,9 @@ export function renderStatus(report: Report): string {
     ["MTU", String(report.Weft.MTU)],
     ...report.Weft.Networks.map((n): [string, string] => [
       "Network",
-      `${n.Name} (${n.VLAN === 0 ? "untagged" : `vlan ${n.VLAN}`}): ${n.Ports.length} ports [${n.Ports.join(" ")}], ${n.MACs} MACs`,
+      `${n.Name} (${n.VLAN === 0 ? "untagged" : `vlan ${n.VLAN}`}): ${n.Ports.length} ports [${n.Ports.join(" ")}], ${n.MACs} MACs` +
+        (n.Subnet !== undefined ? `, subnet ${n.Subnet}` : "") +
+        (n.Bridge !== undefined ? `, bridge ${n.Bridge}` : ""),
     ]),
   ];
   return (

@@ -9,16 +9,25 @@ import type { ConnectionReport, PeerReport, Report, RouteReport } from "./render
 export const WEFT_VERSION = "0.1.0";
 
 /** Builds the status report (Weave's /report shape, plus a `Weft` section) from live state. */
+/** What the report says about this peer's set-up, besides live state. */
+export interface ReportSetup {
+  mtu: number;
+  port: number;
+  ipam?: Allocator;
+  /** The default network's kernel bridge, in bridge mode. */
+  bridge?: string;
+  antiSpoofing: boolean;
+  /** Per network: its kernel bridge (bridge mode) and its IPAM subnet, where it has them. */
+  networks: ReadonlyMap<string, { bridge?: string; subnet?: string }>;
+}
+
 export function buildReport(
   router: Router,
   dataPlane: DataPlane,
   counters: Counters,
-  mtu: number,
-  port: number,
-  ipam?: Allocator,
-  bridge?: string,
-  antiSpoofing = true,
+  setup: ReportSetup,
 ): Report {
+  const { mtu, port, ipam, bridge, antiSpoofing } = setup;
   const self = router.identity;
   const selfName = formatPeerName(self.name);
   const table = router.mesh.peers;
@@ -104,9 +113,20 @@ export function buildReport(
         VLAN: n.vlan,
         Ports: n.ports.map((p) => p.name),
         MACs: n.macs.size,
+        ...networkSetup(setup.networks.get(n.name)),
       })),
       Routes: routes,
       Counters: counters.snapshot(),
     },
+  };
+}
+
+function networkSetup(setup: { bridge?: string; subnet?: string } | undefined): {
+  Bridge?: string;
+  Subnet?: string;
+} {
+  return {
+    ...(setup?.bridge !== undefined ? { Bridge: setup.bridge } : {}),
+    ...(setup?.subnet !== undefined ? { Subnet: setup.subnet } : {}),
   };
 }

@@ -11,10 +11,19 @@ import {
   parseMtu,
   parseName,
   parseNetwork,
+  mergeNetworks,
+  checkNetworkSubnets,
+  networkBridgeName,
+  nodePortName,
   parseNickname,
   parsePort,
   parseTap,
 } from "../../../src/cli/options.js";
+import { parseAddress, parseCidr } from "../../../src/ipam/address.js";
+import { vlanForNetwork } from "../../../src/switch/network.js";
+
+const ip = (text: string): number => parseAddress(text);
+const cidrRange = (text: string) => parseCidr(text);
 
 /** Expects a UsageError whose message starts with the flag. */
 function rejects(fn: () => unknown, flag: string, detail?: RegExp): void {
@@ -127,13 +136,87 @@ describe("parseTap", () => {
 });
 
 describe("parseNetwork", () => {
-  it("accepts valid names", () => {
-    expect(parseNetwork("blue")).toBe("blue");
-    expect(parseNetwork("default")).toBe("default");
+  it("accepts valid names, with or without a subnet", () => {
+    expect(parseNetwork("blue")).toEqual({ name: "blue" });
+    expect(parseNetwork("default")).toEqual({ name: "default" });
+    const red = parseNetwork("red=198.19.9.0/24");
+    expect(red.name).toBe("red");
+    expect(red.cidr).toBe("198.19.9.0/24");
+    expect(red.subnet).toEqual({ start: ip("198.19.9.0"), end: ip("198.19.10.0") });
   });
-  it.each(["", "-x", "a b", "x".repeat(64)])("rejects %j naming --network", (t) =>
+  it.each(["", "-x", "a b", "x".repeat(64), "=198.19.9.0/24"])("rejects %j naming --network", (t) =>
     rejects(() => parseNetwork(t), "--network", /invalid network name/),
   );
+  it.each([
+    ["red=198.19.9.1/24", /host bits are set/],
+    ["red=198.19.9.0", /a\.b\.c\.d\/len/],
+    ["red=", /invalid subnet of network red/],
+    ["default=198.19.9.0/24", /--ipalloc-default-subnet/],
+  ])("rejects the subnet in %j", (t, detail) =>
+    rejects(() => parseNetwork(t), "--network", detail),
+  );
+});
+
+describe("mergeNetworks", () => {
+  it("keeps one entry per name, with the subnet wherever it was given", () => {
+    const merged = mergeNetworks(["red", "red=198.19.9.0/24", "blue", "red"].map(parseNetwork));
+    expect(merged.map((n) => [n.name, n.cidr])).toEqual([
+      ["red", "198.19.9.0/24"],
+      ["blue", undefined],
+    ]);
+  });
+  it("refuses two subnets for one network", () => {
+    rejects(
+      () => mergeNetworks(["red=198.19.9.0/24", "red=198.19.10.0/24"].map(parseNetwork)),
+      "--network",
+      /two subnets/,
+    );
+  });
+});
+
+describe("checkNetworkSubnets", () => {
+  const range = { start: ip("198.19.8.0"), end: ip("198.19.12.0") };
+  const ipam = { range, rangeText: "198.19.8.0/22", defaultSubnet: cidrRange("198.19.8.0/24") };
+  const nets = (...texts: string[]) => texts.map(parseNetwork);
+  it("accepts disjoint subnets inside the range, outside the default subnet", () => {
+    expect(() =>
+      checkNetworkSubnets(nets("red=198.19.9.0/24", "blue=198.19.10.0/24", "plain"), ipam),
+    ).not.toThrow();
+    expect(() => checkNetworkSubnets(nets("plain"), undefined)).not.toThrow();
+  });
+  it.each([
+    [["red=198.19.9.0/24"], undefined, /needs IPAM/],
+    [["red=198.19.16.0/24"], ipam, /not inside --ipalloc-range 198\.19\.8\.0\/22/],
+    [["red=198.19.8.128/25"], ipam, /overlaps the default network's subnet/],
+    [
+      ["red=198.19.9.0/24", "blue=198.19.9.128/25"],
+      ipam,
+      /red=198\.19\.9\.0\/24 overlaps network blue/,
+    ],
+  ] as const)("refuses %j", (texts, config, detail) =>
+    rejects(() => checkNetworkSubnets(nets(...texts), config), "--network", detail),
+  );
+  it("refuses any network subnet while the default subnet is the whole range", () => {
+    rejects(
+      () => checkNetworkSubnets(nets("red=198.19.9.0/24"), { ...ipam, defaultSubnet: range }),
+      "--network",
+      /--ipalloc-default-subnet/,
+    );
+  });
+});
+
+describe("networkBridgeName", () => {
+  it("is BRIDGE-NETWORK when Node's port name still fits, else weftn<VLAN id>", () => {
+    expect(networkBridgeName("weave", "red")).toBe("weave-red");
+    expect(nodePortName(networkBridgeName("weave", "red"))).toBe("weave-red-dp");
+    expect(networkBridgeName("weave", "frontend")).toBe(`weftn${vlanForNetwork("frontend")}`);
+    for (const name of ["dp", "x-dp"]) {
+      expect(networkBridgeName("weave", name)).toBe(`weftn${vlanForNetwork(name)}`);
+    }
+    for (const net of ["red", "frontend", "a".repeat(63)]) {
+      expect(nodePortName(networkBridgeName("abcdefghijkl", net)).length).toBeLessThanOrEqual(15);
+    }
+  });
 });
 
 describe("parseHostPort", () => {
