@@ -3,7 +3,9 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { constants } from "node:os";
 import { UsageError, parseHostPort } from "./options.js";
-import { parseAddress, parseCidr, parseCidrAddress, rangeContains } from "../ipam/address.js";
+import { parseAddress, parseCidr, rangeContains } from "../ipam/address.js";
+import { type AddressSpec, parseAddressSpec, specsForNetwork } from "./address-spec.js";
+import { DEFAULT_NETWORK } from "../switch/network.js";
 import { protectEndpoint, unprotectEndpoint } from "../fastdp/antispoof.js";
 import {
   ENDPOINT_IFNAME,
@@ -13,25 +15,6 @@ import {
 } from "../fastdp/endpoint-ops.js";
 import { NETLINK_ROUTE, NetlinkRequestError, NetlinkSocket } from "../fastdp/netlink-socket.js";
 import { buildGetLink, parseLinkDetails } from "../fastdp/rtnetlink.js";
-
-/** One address request of `weft attach` (Weave's forms). */
-export type AddressSpec =
-  { kind: "default" } | { kind: "subnet"; cidr: string } | { kind: "claim"; cidr: string };
-
-/** `net:default`, `net:CIDR` or `ADDR/PREFIX`; checked (errors name `command`). */
-export function parseAddressSpec(text: string, command = "attach"): AddressSpec {
-  if (text === "net:default") return { kind: "default" };
-  try {
-    if (text.startsWith("net:")) {
-      parseCidr(text.slice(4), "subnet");
-      return { kind: "subnet", cidr: text.slice(4) };
-    }
-    parseCidrAddress(text, "address");
-    return { kind: "claim", cidr: text };
-  } catch (err) {
-    throw new UsageError(`${command}: ${(err as Error).message}`);
-  }
-}
 
 /** The IPAM id of a namespace: its path, so that attach and detach agree on it. */
 export function endpointId(netnsPath: string): string {
@@ -99,27 +82,55 @@ async function obtain(
   }
 }
 
-/** What weft says about itself: the bridge endpoints go on, and the MTU. */
-async function bridgeOf(
+/** What weft says about one of its networks: the bridge its endpoints go on, its subnet. */
+interface NetworkPlace {
+  network: string;
+  bridge: string;
+  /** The network's IPAM subnet, when it has one. */
+  subnet: string | undefined;
+  /** The subnets of weft's other networks. */
+  otherSubnets: string[];
+  mtu: number;
+  antiSpoofing: boolean;
+}
+
+/** Asks weft's status endpoint where endpoints of `network` (default: the default one) go. */
+async function placeOf(
   statusAddr: string,
-  command = "attach",
-): Promise<{ bridge: string; mtu: number; antiSpoofing: boolean }> {
+  network: string | undefined,
+  command: string,
+): Promise<NetworkPlace> {
   const addr = parseHostPort("--status-addr", statusAddr, 6782);
   const report = JSON.parse(
     await request(`http://${addr.host}:${addr.port}`, "GET", "/report"),
   ) as {
-    Weft?: { Bridge?: string; MTU?: number; AntiSpoofing?: boolean };
+    Weft?: {
+      Bridge?: string;
+      MTU?: number;
+      AntiSpoofing?: boolean;
+      Networks?: { Name: string; Bridge?: string; Subnet?: string }[];
+    };
   };
-  const bridge = report.Weft?.Bridge;
-  if (bridge === undefined) {
+  if (report.Weft?.Bridge === undefined) {
     throw new Error(
       `weft runs without --bridge: ${command} needs bridge mode (endpoints on TAPs use --tap)`,
     );
   }
+  const name = network ?? DEFAULT_NETWORK;
+  const entry = report.Weft.Networks?.find((n) => n.Name === name);
+  if (entry === undefined) {
+    throw new Error(`weft has no network ${name} (launch it with --network ${name}=CIDR)`);
+  }
+  if (entry.Bridge === undefined) throw new Error(`network ${name} has no kernel bridge`);
   return {
-    bridge,
-    mtu: report.Weft?.MTU ?? 1376,
-    antiSpoofing: report.Weft?.AntiSpoofing !== false,
+    network: name,
+    bridge: entry.Bridge,
+    subnet: entry.Subnet,
+    otherSubnets: (report.Weft.Networks ?? []).flatMap((n) =>
+      n.Name !== name && n.Subnet !== undefined ? [n.Subnet] : [],
+    ),
+    mtu: report.Weft.MTU ?? 1376,
+    antiSpoofing: report.Weft.AntiSpoofing !== false,
   };
 }
 
@@ -130,13 +141,11 @@ async function bridgeOf(
  */
 export async function runAttach(args: string[], flags: AttachFlags): Promise<void> {
   if (args.length === 0) throw new UsageError("attach: name the network namespace");
-  if (flags.network !== undefined && flags.network !== "default") {
-    throw new UsageError("attach: bridge mode carries the default network only so far");
-  }
   const netnsPath = resolveNetns(args[args.length - 1]!);
-  const specs = args.slice(0, -1).map((a) => parseAddressSpec(a));
-  if (specs.length === 0) specs.push({ kind: "default" });
-  const { bridge, mtu, antiSpoofing } = await bridgeOf(flags.statusAddr);
+  const given = args.slice(0, -1).map((a) => parseAddressSpec(a));
+  const place = await placeOf(flags.statusAddr, flags.network, "attach");
+  const specs = specsForNetwork(given, place, "attach");
+  const { bridge, mtu, antiSpoofing } = place;
   const base = routerBase(flags.httpAddr);
   const addresses: string[] = [];
   for (const spec of specs) addresses.push(await obtain(base, endpointId(netnsPath), spec, true));
@@ -206,6 +215,7 @@ function kernelAddresses(ops: EndpointOps, netnsPath: string, ifname: string): s
 }
 
 interface ExposeFlags {
+  network?: string;
   httpAddr: string;
   statusAddr: string;
 }
@@ -217,9 +227,13 @@ interface ExposeFlags {
  * subnets. Prints them. Exposing again changes nothing. Unlike Weave, no NAT rules are made.
  */
 export async function runExpose(args: string[], flags: ExposeFlags): Promise<void> {
-  const specs = args.map((a) => parseAddressSpec(a, "expose"));
-  if (specs.length === 0) specs.push({ kind: "default" });
-  const { bridge } = await bridgeOf(flags.statusAddr, "expose");
+  const place = await placeOf(flags.statusAddr, flags.network, "expose");
+  const specs = specsForNetwork(
+    args.map((a) => parseAddressSpec(a, "expose")),
+    place,
+    "expose",
+  );
+  const { bridge } = place;
   const base = routerBase(flags.httpAddr);
   const addresses: string[] = [];
   for (const spec of specs) addresses.push(await obtain(base, EXPOSE_ID, spec, false));
@@ -245,8 +259,11 @@ export async function runExpose(args: string[], flags: ExposeFlags): Promise<voi
  * addresses hidden.
  */
 export async function runHide(args: string[], flags: ExposeFlags): Promise<void> {
-  const specs = args.map((a) => parseAddressSpec(a, "hide"));
-  const { bridge } = await bridgeOf(flags.statusAddr, "hide");
+  const place = await placeOf(flags.statusAddr, flags.network, "hide");
+  const given = args.map((a) => parseAddressSpec(a, "hide"));
+  // With no argument, every exposed address on the network's bridge (below).
+  const specs = given.length === 0 ? [] : specsForNetwork(given, place, "hide");
+  const { bridge } = place;
   const base = routerBase(flags.httpAddr);
   const id = encodeURIComponent(EXPOSE_ID);
   let held: string[] | undefined;
@@ -261,14 +278,20 @@ export async function runHide(args: string[], flags: ExposeFlags): Promise<void>
       throw new Error(`${err.message}: name the addresses to hide as ADDR/PREFIX`);
     }
   }
+  // The exposed addresses on this network's bridge: those not in another network's subnet.
+  const elsewhere = place.otherSubnets.map((c) => parseCidr(c, "subnet"));
+  const onThisBridge = (cidr: string): boolean =>
+    !elsewhere.some((r) => rangeContains(r, parseAddress(cidr.split("/")[0]!)));
   const chosen = new Set<string>();
-  if (specs.length === 0) for (const cidr of held ?? []) chosen.add(cidr);
+  if (specs.length === 0) for (const cidr of (held ?? []).filter(onThisBridge)) chosen.add(cidr);
   for (const spec of specs) {
     if (spec.kind === "claim") {
       chosen.add(spec.cidr);
     } else if (spec.kind === "default") {
       const found = (await request(base, "GET", `/ip/${id}`)).trim();
-      for (const cidr of found === "" ? [] : found.split(" ")) chosen.add(cidr);
+      for (const cidr of found === "" ? [] : found.split(" ").filter(onThisBridge)) {
+        chosen.add(cidr);
+      }
     } else {
       const subnet = parseCidr(spec.cidr, "subnet");
       for (const cidr of held ?? []) {
@@ -333,7 +356,7 @@ export async function runPs(flags: ExposeFlags): Promise<void> {
   }
   let bridge: string | undefined;
   if (owned.some((o) => o.containerid === EXPOSE_ID)) {
-    bridge = await bridgeOf(flags.statusAddr, "ps").then(
+    bridge = await placeOf(flags.statusAddr, undefined, "ps").then(
       (b) => b.bridge,
       () => undefined,
     );
