@@ -57,6 +57,8 @@ export class Counters {
 
   /** Topology summaries or payloads refused (malformed, over the caps, impossible values). */
   topology_rejected = 0;
+  /** Endpoint-directory gossip refused (malformed, or over the directory's bounds). */
+  policy_endpoint_gossip_rejected = 0;
 
   snapshot(): Record<string, number> {
     return Object.fromEntries(Object.entries(this)) as Record<string, number>;
