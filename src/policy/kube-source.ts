@@ -395,7 +395,8 @@ class Reflector<T> {
   }
 
   status(now: number): KubeResourceStatus {
-    const iso = (t: number | undefined) => (t === undefined ? {} : new Date(t).toISOString());
+    const iso = (t: number | undefined) =>
+      t === undefined ? undefined : new Date(t).toISOString();
     const lastSyncAt = iso(this.lastSyncAt);
     const lastErrorAt = iso(this.lastErrorAt);
     return {
@@ -404,9 +405,9 @@ class Reflector<T> {
       connected: this.connected,
       synced: this.synced,
       ...(this.resourceVersion !== undefined ? { resourceVersion: this.resourceVersion } : {}),
-      ...(typeof lastSyncAt === "string" ? { lastSyncAt } : {}),
+      ...(lastSyncAt !== undefined ? { lastSyncAt } : {}),
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
-      ...(typeof lastErrorAt === "string" ? { lastErrorAt } : {}),
+      ...(lastErrorAt !== undefined ? { lastErrorAt } : {}),
       ...(this.state === "retrying" && this.retryAt !== undefined
         ? { retryInMs: Math.max(0, this.retryAt - now) }
         : {}),
