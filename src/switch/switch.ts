@@ -38,6 +38,11 @@ export interface Overlay {
   kernelDelivered(src: PeerName): boolean;
 }
 
+/** Network policy on the frames the switch delivers: false drops the frame. */
+export interface FrameFilter {
+  checkFrame(buf: Buffer, offset: number, length: number, now: number): boolean;
+}
+
 /**
  * The learning switch: per-network MAC tables, unicast to the known port or peer, and
  * flooding of broadcast, multicast and unknown unicast within the frame's network only
@@ -52,6 +57,16 @@ export class Switch {
     /** Largest frame a local port may send: the overlay MTU plus the Ethernet header. */
     private readonly maxFrameLength: number,
   ) {}
+
+  #filter: FrameFilter | undefined;
+
+  /**
+   * Judges frames from local ports before they go anywhere, and frames from the overlay before
+   * they reach a local port (relaying them on is not ours to judge). Undefined: no policy.
+   */
+  setFilter(filter: FrameFilter | undefined): void {
+    this.#filter = filter;
+  }
 
   addPort(port: LocalPort): void {
     port.network.ports.push(port);
@@ -80,6 +95,10 @@ export class Switch {
     }
     if (isGroupMacAt(buf, offset + ETH_ADDR_LEN)) return; // a group address is never a source
     network.macs.learn(readMac(buf, offset + ETH_ADDR_LEN), port, this.self, now);
+    if (this.#filter !== undefined && !this.#filter.checkFrame(buf, offset, length, now)) {
+      this.counters.switch_policy_dropped++;
+      return;
+    }
 
     if (!isGroupMacAt(buf, offset)) {
       const entry = network.macs.lookup(readMac(buf, offset), now);
@@ -142,12 +161,16 @@ export class Switch {
       offset += VLAN_TAG_LEN;
       length -= VLAN_TAG_LEN;
     }
+    if (entry !== undefined && !deliverToOnePort) return; // lives at another peer: not ours
+    if (dstIsGroup && vlan === UNTAGGED_VLAN && this.overlay.kernelDelivered(src)) return;
+    if (this.#filter !== undefined && !this.#filter.checkFrame(buf, offset, length, now)) {
+      this.counters.switch_policy_dropped++;
+      return;
+    }
     if (deliverToOnePort) {
       entry.port!.enqueue(buf, offset, length);
       return;
     }
-    if (entry !== undefined) return; // known to live at another peer: not ours to deliver
-    if (dstIsGroup && vlan === UNTAGGED_VLAN && this.overlay.kernelDelivered(src)) return;
     const ports = network.ports;
     for (let i = 0; i < ports.length; i++) ports[i]!.enqueue(buf, offset, length);
   }

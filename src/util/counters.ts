@@ -10,6 +10,8 @@ export class Counters {
   switch_dropped_tagged = 0;
   /** Frames from the overlay whose 802.1Q tag names no network configured here. */
   switch_unknown_network = 0;
+  /** Frames network policy dropped in the switch (see the policy status for why). */
+  switch_policy_dropped = 0;
   /** Frames too large for the overlay MTU. */
   switch_dropped_oversized = 0;
   mac_evictions = 0;

@@ -436,3 +436,53 @@ describe("Switch, properties", () => {
     );
   });
 });
+
+describe("Switch with a policy filter", () => {
+  /** Drops frames whose payload starts with 0xdd; records what it judged. */
+  class PayloadFilter {
+    readonly judged: string[] = [];
+    checkFrame(buf: Buffer, offset: number, length: number): boolean {
+      this.judged.push(Buffer.from(buf.subarray(offset, offset + length)).toString("hex"));
+      return buf[offset + 14] !== 0xdd;
+    }
+  }
+
+  it("judges local frames before anything leaves, and drops what it refuses", () => {
+    const filter = new PayloadFilter();
+    sw.setFilter(filter);
+    local(d1, frame(BCAST, M1, "dd00"));
+    expect(d2.frames).toEqual([]);
+    expect(overlay.calls).toEqual([]);
+    expect(counters.switch_policy_dropped).toBe(1);
+    const ok = frame(BCAST, M1, "0100");
+    local(d1, ok);
+    expect(d2.frames).toEqual([hexOf(ok)]);
+    expect(filter.judged).toHaveLength(2);
+  });
+
+  it("judges overlay frames only on their way to local ports: the flood goes on regardless", () => {
+    sw.setFilter(new PayloadFilter());
+    const denied = frame(BCAST, M9, "dd00");
+    sw.fromOverlay(PEER_X, denied, 0, denied.length, 0);
+    expect(overlay.calls).toEqual([{ kind: "flood", src: PEER_X, vlan: 0, frame: hexOf(denied) }]);
+    expect(d1.frames).toEqual([]);
+    expect(counters.switch_policy_dropped).toBe(1);
+    // A frame for a MAC known at another peer is not ours to judge at all.
+    local(d1, frame(BCAST, M1));
+    const elsewhere = frame(BCAST, M3);
+    sw.fromOverlay(PEER_Y, elsewhere, 0, elsewhere.length, 0);
+    const filter = new PayloadFilter();
+    sw.setFilter(filter);
+    const toY = frame(M3, M9, "dd00");
+    sw.fromOverlay(PEER_X, toY, 0, toY.length, 0);
+    expect(filter.judged).toEqual([]);
+  });
+
+  it("without a filter nothing is judged", () => {
+    sw.setFilter(undefined);
+    const f = frame(BCAST, M1, "dd00");
+    local(d1, f);
+    expect(d2.frames).toEqual([hexOf(f)]);
+    expect(counters.switch_policy_dropped).toBe(0);
+  });
+});
