@@ -682,6 +682,11 @@ class Planner {
       if (!(direction === "ingress" ? ingress : egress)) continue;
       policy[direction].forEach((rule, i) => {
         const where = `policy ${key}: spec.${direction}[${i}]`;
+        const ports: PortSpec[] = [];
+        rule.ports.forEach((port, j) => {
+          const spec = this.port(port, `${where}.ports[${j}]`);
+          if (spec !== undefined) ports.push(spec);
+        });
         const peers: PeerSpec[] = [];
         for (const peer of rule.peers) {
           const spec = this.peer(peer, policy.namespace);
@@ -689,11 +694,6 @@ class Planner {
         }
         // Peers listed, none of them IPv4: the rule allows nothing here.
         if (rule.peers.length > 0 && peers.length === 0) return;
-        const ports: PortSpec[] = [];
-        rule.ports.forEach((port, j) => {
-          const spec = this.port(port, `${where}.ports[${j}]`);
-          if (spec !== undefined) ports.push(spec);
-        });
         for (const peer of peers.length > 0 ? peers : [ANYWHERE]) {
           for (const port of rule.ports.length > 0 ? ports : [ANY_PORT]) {
             this.policyRule(direction, target, peer, port);
