@@ -139,7 +139,7 @@ export interface NpcOptions {
    * in from it not egress-checked (each node checks its own end). A trailing `+` is an
    * interface wildcard. Default "vethwe-bridge".
    */
-  readonly routerPort?: string;
+  readonly routerPort?: string | readonly string[];
   /** Accept multicast (224.0.0.0/4) both ways, as Weave's `--allow-mcast`. Default true. */
   readonly allowMulticast?: boolean;
 }
@@ -175,15 +175,24 @@ function checkIfName(what: string, name: string, wildcard: boolean): string | un
   return `${what} ${JSON.stringify(name)} is not an interface name`;
 }
 
-function resolvedOptions(opts: NpcOptions): Required<NpcOptions> {
+interface ResolvedOptions {
+  readonly bridge: string;
+  /** weft has two kinds of port towards other nodes: Node's TAP and the VXLAN tunnels. */
+  readonly routerPorts: readonly string[];
+  readonly allowMulticast: boolean;
+}
+
+function resolvedOptions(opts: NpcOptions): ResolvedOptions {
   const bridge = opts.bridge ?? "weave";
-  const routerPort = opts.routerPort ?? "vethwe-bridge";
+  const given = opts.routerPort ?? "vethwe-bridge";
+  const routerPorts = typeof given === "string" ? [given] : [...given];
   const issues = [
     checkIfName("bridge", bridge, false),
-    checkIfName("router port", routerPort, true),
+    ...routerPorts.map((port) => checkIfName("router port", port, true)),
+    routerPorts.length === 0 ? "no router port" : undefined,
   ].filter((i): i is string => i !== undefined);
   if (issues.length > 0) throw new NpcPlanError(issues);
-  return { bridge, routerPort, allowMulticast: opts.allowMulticast ?? true };
+  return { bridge, routerPorts, allowMulticast: opts.allowMulticast ?? true };
 }
 
 /** The hook rules of spec 7 for `bridge`, in order: INPUT's, then FORWARD's. */
@@ -764,25 +773,25 @@ class Planner {
 }
 
 /** The static rules of spec 7; the egress drop only when some policy has Egress. */
-function staticRules(opts: Required<NpcOptions>, egressDrop: boolean): NpcRule[] {
+function staticRules(opts: ResolvedOptions, egressDrop: boolean): NpcRule[] {
   const state = (s: string): string[] => ["-m", "state", "--state", s];
   const notMarked = ["-m", "mark", "!", "--mark", EGRESS_MARK];
-  const port = opts.routerPort;
+  const ports = opts.routerPorts;
   const mcast = opts.allowMulticast;
   const rules: (NpcRule | false)[] = [
     { chain: NPC_CHAIN, args: [...state("RELATED,ESTABLISHED"), "-j", "ACCEPT"] },
     mcast && { chain: NPC_CHAIN, args: ["-d", MULTICAST, "-j", "ACCEPT"] },
-    {
+    ...ports.map((port) => ({
       chain: NPC_CHAIN,
       args: ["-m", "physdev", "--physdev-out", port, "--physdev-is-bridged", "-j", "ACCEPT"],
-    },
+    })),
     { chain: NPC_CHAIN, args: [...state("NEW"), "-j", DEFAULT_CHAIN] },
     { chain: NPC_CHAIN, args: [...state("NEW"), "-j", INGRESS_CHAIN] },
     { chain: EGRESS_CHAIN, args: [...state("RELATED,ESTABLISHED"), "-j", "ACCEPT"] },
-    {
+    ...ports.map((port) => ({
       chain: EGRESS_CHAIN,
       args: ["-m", "physdev", "--physdev-in", port, "--physdev-is-bridged", "-j", "RETURN"],
-    },
+    })),
     { chain: EGRESS_CHAIN, args: ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN"] },
     mcast && { chain: EGRESS_CHAIN, args: ["-d", MULTICAST, "-j", "RETURN"] },
     { chain: EGRESS_CHAIN, args: [...state("NEW"), "-j", EGRESS_DEFAULT_CHAIN] },

@@ -85,6 +85,20 @@ describe("hooks", () => {
     expect(() => hookRules({ bridge: "x".repeat(16) })).toThrow(NpcPlanError);
     expect(() => planNpc({ policies: [] }, { routerPort: "+" })).toThrow(/router port "\+"/);
     expect(() => planNpc({ policies: [] }, { routerPort: "vxlan-+" })).not.toThrow();
+    expect(() => planNpc({ policies: [] }, { routerPort: [] })).toThrow(/no router port/);
+  });
+
+  it("takes several router ports (weft: Node's TAP and the VXLAN tunnels), one rule each", () => {
+    const plan = planNpc({ policies: [] }, { routerPort: ["weave-dp", "weftvx+"] });
+    const physdev = plan.rules
+      .filter((r) => r.args.includes("physdev"))
+      .map((r) => `${r.chain} ${r.args[2]} ${r.args[3]}`);
+    expect(physdev).toEqual([
+      "WEAVE-NPC --physdev-out weave-dp",
+      "WEAVE-NPC --physdev-out weftvx+",
+      "WEAVE-NPC-EGRESS --physdev-in weave-dp",
+      "WEAVE-NPC-EGRESS --physdev-in weftvx+",
+    ]);
   });
 });
 
