@@ -7,6 +7,7 @@ import { parseAddress, parseCidr, rangeContains } from "../ipam/address.js";
 import { type AddressSpec, parseAddressSpec, specsForNetwork } from "./address-spec.js";
 import { DEFAULT_NETWORK } from "../switch/network.js";
 import { protectEndpoint, unprotectEndpoint } from "../fastdp/antispoof.js";
+import { exposeNat, hideNat, subnetOf } from "../fastdp/expose-nat.js";
 import {
   ENDPOINT_IFNAME,
   EndpointOps,
@@ -218,13 +219,21 @@ interface ExposeFlags {
   network?: string;
   httpAddr: string;
   statusAddr: string;
+  /** expose only: no NAT rules (Weave's `--without-masquerade`). */
+  withoutMasquerade?: boolean;
 }
 
 /**
  * `weft expose [ADDR/PREFIX | net:CIDR | net:default]...` (Weave's `weave expose`): addresses
  * for the host itself under IPAM id `weave:expose` (not tracked: they stay until `weft hide`),
  * put on weft's bridge in weft's namespace, so that the host reaches the endpoints of those
- * subnets. Prints them. Exposing again changes nothing. Unlike Weave, no NAT rules are made.
+ * subnets, and Weave's NAT rules for each address's subnet (expose-nat.ts) unless
+ * `withoutMasquerade`. Prints them. Exposing again changes nothing.
+ *
+ * When iptables is missing or fails, the command fails as Weave's does, after printing the
+ * addresses: they stay on the bridge and in IPAM (a failure must not take back an exposure that
+ * worked before), the error says which rules are missing and why, and running expose again once
+ * iptables works finishes the job; `hide` takes it all back.
  */
 export async function runExpose(args: string[], flags: ExposeFlags): Promise<void> {
   const place = await placeOf(flags.statusAddr, flags.network, "expose");
@@ -251,6 +260,17 @@ export async function runExpose(args: string[], flags: ExposeFlags): Promise<voi
     ops.close();
   }
   process.stdout.write(`${addresses.map((a) => a.split("/")[0]).join(" ")}\n`);
+  if (flags.withoutMasquerade === true) return;
+  for (const subnet of new Set(addresses.map(subnetOf))) {
+    try {
+      await exposeNat(subnet);
+    } catch (err) {
+      throw new Error(
+        `exposed on ${bridge}, but without the NAT rules for ${subnet}: ${(err as Error).message}` +
+          " (run expose again once iptables works, or expose with --without-masquerade)",
+      );
+    }
+  }
 }
 
 /**
@@ -300,8 +320,10 @@ export async function runHide(args: string[], flags: ExposeFlags): Promise<void>
     }
   }
   const ops = new EndpointOps();
+  let remaining: string[];
   try {
     for (const cidr of chosen) ops.removeAddress(OWN_NETNS, bridge, cidr);
+    remaining = ops.listAddresses(OWN_NETNS, bridge).map((a) => a.cidr);
   } finally {
     ops.close();
   }
@@ -313,6 +335,18 @@ export async function runHide(args: string[], flags: ExposeFlags): Promise<void>
   }
   const shown = [...chosen].map((c) => c.split("/")[0]);
   process.stdout.write(shown.length === 0 ? "" : `${shown.join(" ")}\n`);
+  // A subnet's NAT rules go with the last of the host's addresses in it on this bridge.
+  const kept = new Set(remaining.map(subnetOf));
+  for (const subnet of new Set([...chosen].map(subnetOf))) {
+    if (kept.has(subnet)) continue;
+    try {
+      await hideNat(subnet);
+    } catch (err) {
+      throw new Error(
+        `hid the addresses, but not the NAT rules for ${subnet}: ${(err as Error).message}`,
+      );
+    }
+  }
 }
 
 /** The MAC of `ifname` (in `netnsPath`, or here), or undefined when there is no such link. */

@@ -398,6 +398,7 @@ export function buildProgram(): Command {
     )
     .argument("[addrs...]", "ADDR/PREFIX | net:CIDR | net:default (default: net:default)")
     .addOption(new Option("--network <name>", "weft network (default: the default network)"))
+    .option("--without-masquerade", "no NAT rules for the subnet (nat chain WEAVE)")
     .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
     .addOption(
       new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
@@ -405,7 +406,12 @@ export function buildProgram(): Command {
     .action(
       async (
         addrs: string[],
-        flags: { network?: string; httpAddr: string; statusAddr: string },
+        flags: {
+          network?: string;
+          withoutMasquerade?: boolean;
+          httpAddr: string;
+          statusAddr: string;
+        },
       ) => {
         const { runExpose } = await import("./attach.js");
         await runExpose(addrs, flags);

@@ -3,7 +3,7 @@
 // network's kernel bridge with an address from that network's subnet; each network reaches its
 // own endpoints on both hosts and no frame crosses to the other, even when an endpoint tries at
 // L2; an endpoint that spoofs is dropped; and a host exposed on both networks routes between
-// them once forwarding is on.
+// them once forwarding is on, with Weave's NAT rules for both subnets until hidden.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -52,6 +52,19 @@ async function bridgesOf(node: WeftNode): Promise<Map<string, string>> {
   };
   return new Map((report.Weft?.Networks ?? []).map((n) => [n.Name, n.Bridge ?? ""]));
 }
+
+/** The rules of nat chain WEAVE in `ns` (iptables is per namespace), as `iptables -S` has them. */
+async function weaveNat(ns: string): Promise<string[]> {
+  const r = await nsRunOk(ns, "iptables", ["-w", "-t", "nat", "-S", "WEAVE"]);
+  return r.stdout.split("\n").filter((l) => l.startsWith("-A "));
+}
+
+/** The NAT rules `expose` makes for a subnet, in Weave's order. */
+const natFor = (cidr: string): string[] => [
+  `-A WEAVE -s ${cidr} -d 224.0.0.0/4 -j RETURN`,
+  `-A WEAVE ! -s ${cidr} -d ${cidr} -j MASQUERADE`,
+  `-A WEAVE -s ${cidr} ! -d ${cidr} -j MASQUERADE`,
+];
 
 /** The IPv4 addresses (CIDR) on `dev` in `ns`. */
 async function addressesOn(ns: string, dev: string): Promise<string[]> {
@@ -201,6 +214,9 @@ describe("networks as subnets: isolated L2 domains from one IPAM ring", () => {
     const viaBlue = (await weft(h1.ns, "expose", "--network", "blue")).trim();
     expect(await addressesOn(h1.ns, bridges.get("red")!)).toEqual([`${viaRed}/24`]);
     expect(await addressesOn(h1.ns, bridges.get("blue")!)).toEqual([`${viaBlue}/24`]);
+    expect(await weaveNat(h1.ns)).toEqual([...natFor(SUBNETS.red), ...natFor(SUBNETS.blue)]);
+    const postrouting = await nsRunOk(h1.ns, "iptables", ["-w", "-t", "nat", "-S", "POSTROUTING"]);
+    expect(postrouting.stdout.split("\n")).toContain("-A POSTROUTING -j WEAVE");
 
     // r1 (red, on h1) and b2 (blue, on h2) each route the other's subnet through h1.
     const r1 = find(h1, "red");
@@ -218,6 +234,7 @@ describe("networks as subnets: isolated L2 domains from one IPAM ring", () => {
     expect((await weft(h1.ns, "hide", "--network", "red")).trim()).toBe(viaRed);
     expect(await addressesOn(h1.ns, bridges.get("red")!)).toEqual([]);
     expect(await addressesOn(h1.ns, bridges.get("blue")!)).toEqual([`${viaBlue}/24`]);
+    expect(await weaveNat(h1.ns)).toEqual(natFor(SUBNETS.blue));
     const refusedAgain = await ping(r1.ns, b2.ip, { count: 2, timeoutMs: 2500 });
     expect(refusedAgain.received).toBe(0);
   });

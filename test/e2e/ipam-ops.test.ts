@@ -1,6 +1,6 @@
 // IPAM operations end to end, three hosts in bridge mode on a 64-address range: the host with the
 // smallest share attaches more endpoints than that share and gets space from another; `weft expose` puts an address
-// on the bridge that reaches an endpoint and `weft hide` takes it away; `weft ps` lists the
+// on the bridge that reaches an endpoint, with Weave's NAT rules, and `weft hide` takes both away; `weft ps` lists the
 // endpoints; a namespace deleted with `ip netns del` has its address released after the grace;
 // and `weft rmpeer` takes over the ranges of a host killed for good.
 import { execFileSync } from "node:child_process";
@@ -35,6 +35,12 @@ async function weft(ns: string, ...args: string[]): Promise<string> {
   const r = await weftRun(ns, args, 60_000);
   if (r.code !== 0) throw new Error(`weft ${args.join(" ")} failed:\n${describeResult(r)}`);
   return r.stdout;
+}
+
+/** The rules of nat chain WEAVE in `ns` (iptables is per namespace), as `iptables -S` has them. */
+async function weaveNat(ns: string): Promise<string[]> {
+  const r = await nsRunOk(ns, "iptables", ["-w", "-t", "nat", "-S", "WEAVE"]);
+  return r.stdout.split("\n").filter((l) => l.startsWith("-A "));
 }
 
 /** A request to the router API on 127.0.0.1:6784 inside `ns`; the body. */
@@ -170,8 +176,16 @@ describe("IPAM operations: space moves, expose/hide, ps, released namespaces, rm
     expect(endpoints.map((a) => a.ip)).not.toContain(ip);
     const addr = await nsRunOk(exposer.ns, "ip", ["-4", "-o", "addr", "show", "dev", TEST_BRIDGE]);
     expect(addr.stdout).toContain(`${ip}/26`);
+    // Weave's NAT rules for the exposed subnet, once however often it is exposed.
+    const nat = [
+      `-A WEAVE -s ${RANGE} -d 224.0.0.0/4 -j RETURN`,
+      `-A WEAVE ! -s ${RANGE} -d ${RANGE} -j MASQUERADE`,
+      `-A WEAVE -s ${RANGE} ! -d ${RANGE} -j MASQUERADE`,
+    ];
+    expect(await weaveNat(exposer.ns)).toEqual(nat);
     // Idempotent.
     expect((await weft(exposer.ns, "expose")).trim()).toBe(ip);
+    expect(await weaveNat(exposer.ns)).toEqual(nat);
     // The host reaches an endpoint on another host, over the mesh.
     await waitForPing(exposer.ns, endpoints[1]!.ip, 20_000);
     const ps = await weft(exposer.ns, "ps");
@@ -182,8 +196,15 @@ describe("IPAM operations: space moves, expose/hide, ps, released namespaces, rm
     expect((await weft(exposer.ns, "hide")).trim()).toBe(ip);
     const gone = await nsRunOk(exposer.ns, "ip", ["-4", "-o", "addr", "show", "dev", TEST_BRIDGE]);
     expect(gone.stdout).not.toContain(`${ip}/`);
+    expect(await weaveNat(exposer.ns)).toEqual([]);
     expect((await owned(exposer.ns)).has("weave:expose")).toBe(false);
     expect(await weft(exposer.ns, "ps")).not.toContain("weave:expose");
+
+    // --without-masquerade: the address without the rules.
+    const bare = (await weft(exposer.ns, "expose", "--without-masquerade")).trim();
+    expect(await weaveNat(exposer.ns)).toEqual([]);
+    expect((await weft(exposer.ns, "hide")).trim()).toBe(bare);
+    expect((await owned(exposer.ns)).has("weave:expose")).toBe(false);
   });
 
   it("ps lists the attached endpoints with their ethwe MAC and addresses", async () => {
