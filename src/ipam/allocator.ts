@@ -330,8 +330,7 @@ export class Allocator implements Gossiper, IpamService {
 
   prime(signal: AbortSignal): Promise<void> {
     if (!this.ring.isEmpty()) return Promise.resolve();
-    this.consensus?.start();
-    return new Promise((resolve, reject) => {
+    const waiting = new Promise<void>((resolve, reject) => {
       const done = (): void => {
         this.primers.delete(done);
         resolve();
@@ -342,6 +341,10 @@ export class Allocator implements Gossiper, IpamService {
         reject(new Error("cancelled"));
       });
     });
+    // Waiting first: starting may decide at once (quorum 1, or a quorum of accepts this peer
+    // saw while idle) and make the ring before `start` returns.
+    this.consensus?.start();
+    return waiting;
   }
 
   reset(): void {

@@ -121,8 +121,17 @@ describe("IPAM operations: space moves, expose/hide, ps, released namespaces, rm
       // Say what each host thought of consensus and of its peers when the ring did not come.
       const views = await Promise.all(
         nodes.map(async (n, i) => {
-          const [ipam, peers] = await Promise.all([n.status("ipam"), n.status("peers")]);
-          return `--- ${hosts[i]!.short}: ${ipam.stdout}${ipam.stderr}${peers.stdout}`;
+          const [ipam, peers, conns, report] = await Promise.all([
+            n.status("ipam"),
+            n.status("peers"),
+            n.status("connections"),
+            n.report().catch(() => undefined),
+          ]);
+          const gossip = Object.entries(report?.Weft?.Counters ?? {})
+            .filter(([k, v]) => k.startsWith("gossip_") && v !== 0)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ");
+          return `--- ${hosts[i]!.short}: ${ipam.stdout}${ipam.stderr}${peers.stdout}${conns.stdout}${gossip}`;
         }),
       );
       throw new Error(`${err.message}\n${views.join("\n")}`, { cause: err });

@@ -95,6 +95,34 @@ function node(
 const signal = (): AbortSignal => new AbortController().signal;
 const ip = (cidr: string): number => parseAddress(cidr.split("/")[0]!);
 
+/** The promise's value, or a rejection if it takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`${what}: still waiting`)), ms),
+    ),
+  ]);
+}
+
+describe("Allocator prime (GET /ring)", () => {
+  it("resolves when the ring comes into being inside the call itself (quorum 1)", async () => {
+    const a = node(new Net(), A, { mode: "consensus", count: 1 });
+    await within(a.prime(signal()), 1000, "prime");
+    expect(a.status().state).toBe("ready");
+  });
+
+  it("resolves for an idle elector that already saw a quorum accept, and decides on starting", async () => {
+    const net = new Net();
+    const [a, b, c] = [A, B, C].map((n) => node(net, n, { mode: "consensus", count: 3 }));
+    // A and B need the ring; C votes along while idle, so it knows the accepts before it starts.
+    await Promise.all([a!.prime(signal()), b!.prime(signal())]);
+    await new Promise((r) => setTimeout(r, 10));
+    await within(c!.prime(signal()), 1000, "prime on the third peer");
+    expect(c!.status().state).toBe("ready");
+  });
+});
+
 describe("Allocator", () => {
   it("three electors reach consensus, split the range and hand out unique addresses", async () => {
     const net = new Net();
