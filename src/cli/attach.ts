@@ -5,6 +5,12 @@ import { constants } from "node:os";
 import { UsageError, parseHostPort } from "./options.js";
 import { parseAddress, parseCidr, rangeContains } from "../ipam/address.js";
 import { type AddressSpec, parseAddressSpec, specsForNetwork } from "./address-spec.js";
+import {
+  type IdentityFlags,
+  parseIdentityFlags,
+  registerAttached,
+  unregisterEndpoint,
+} from "./label.js";
 import { DEFAULT_NETWORK } from "../switch/network.js";
 import { protectEndpoint, unprotectEndpoint } from "../fastdp/antispoof.js";
 import { exposeNat, hideNat, subnetOf } from "../fastdp/expose-nat.js";
@@ -34,7 +40,7 @@ export function vethNamesFor(netnsPath: string): { hostIf: string; peerIf: strin
   return weaveVethNames(createHash("sha256").update(netnsPath).digest("hex").slice(0, 7));
 }
 
-interface AttachFlags {
+interface AttachFlags extends IdentityFlags {
   network?: string;
   httpAddr: string;
   statusAddr: string;
@@ -144,6 +150,7 @@ export async function runAttach(args: string[], flags: AttachFlags): Promise<voi
   if (args.length === 0) throw new UsageError("attach: name the network namespace");
   const netnsPath = resolveNetns(args[args.length - 1]!);
   const given = args.slice(0, -1).map((a) => parseAddressSpec(a));
+  parseIdentityFlags(flags, "attach"); // before anything is made: a bad label is a usage error
   const place = await placeOf(flags.statusAddr, flags.network, "attach");
   const specs = specsForNetwork(given, place, "attach");
   const { bridge, mtu, antiSpoofing } = place;
@@ -158,13 +165,14 @@ export async function runAttach(args: string[], flags: AttachFlags): Promise<voi
     for (const cidr of addresses)
       ops.sendGratuitousArp(netnsPath, attached.ifname, cidr.split("/")[0]!);
     const hostIf = attached.hostIf ?? vethNamesFor(netnsPath).hostIf;
+    // Every address the endpoint holds from weft (an earlier attach may have given others).
+    const ips = ops.listAddresses(netnsPath, attached.ifname).map((a) => a.address);
     if (antiSpoofing) {
-      // Every address the endpoint holds from weft (an earlier attach may have given others).
-      const ips = ops.listAddresses(netnsPath, attached.ifname).map((a) => a.address);
       await protectEndpoint({ hostIf, mac: attached.mac, ips });
     } else {
       await unprotectEndpoint(hostIf);
     }
+    await registerAttached(flags.httpAddr, endpointId(netnsPath), netnsPath, ips, flags);
   } finally {
     ops.close();
   }
@@ -192,6 +200,7 @@ export async function runDetach(args: string[], flags: AttachFlags): Promise<voi
     }
     ops.detach(netnsPath);
     await unprotectEndpoint(vethNamesFor(netnsPath).hostIf);
+    await unregisterEndpoint(flags.httpAddr, endpointId(netnsPath));
   } finally {
     ops.close();
   }

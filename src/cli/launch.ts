@@ -22,6 +22,7 @@ import { Allocator, IPAM_CHANNEL, type IpallocInit } from "../ipam/allocator.js"
 import { JsonFileStore } from "../ipam/store.js";
 import { formatAddress, formatCidr } from "../ipam/address.js";
 import type { Range } from "../ipam/types.js";
+import type { PolicyConfig, RunningPolicy } from "./policy-launch.js";
 
 export interface LaunchConfig {
   name?: PeerName;
@@ -50,6 +51,10 @@ export interface LaunchConfig {
   allowSpoofing?: boolean;
   /** IPAM (spec 8); absent: off. */
   ipam?: IpamConfig;
+  /** Network policy's source; absent: endpoints are registered and gossiped, nothing judged. */
+  policy?: PolicyConfig;
+  /** `--data-dir`: IPAM's database and the policy registry of this host's endpoints. */
+  dataDir: string;
 }
 
 export interface IpamConfig {
@@ -309,6 +314,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   let api: Server | undefined;
   let kernel: KernelDatapath | undefined;
   let ipam: Allocator | undefined;
+  let policy: RunningPolicy | undefined;
   try {
     for (const network of config.networks) dataPlane.networks.add(network.name);
     if (config.taps.length > 0) {
@@ -355,9 +361,21 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
     if (config.ipam !== undefined) {
       ipam = startIpam(config.ipam, identity, liveRouterForIpam, log);
     }
+    const { startPolicy } = await import("./policy-launch.js");
+    policy = await startPolicy({
+      config: config.policy ?? {},
+      bridge: config.bridge,
+      dataDir: config.dataDir,
+      self: identity.name,
+      router,
+      dataPlane,
+      counters,
+      log,
+    });
     await router.listen();
     const liveRouter = router;
     const liveIpam = ipam;
+    const livePolicy = policy;
     status = await startStatusServer(
       config.statusAddr.host,
       config.statusAddr.port,
@@ -369,6 +387,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
           ...(config.bridge !== undefined ? { bridge: config.bridge } : {}),
           antiSpoofing: config.allowSpoofing !== true,
           networks,
+          policy: () => livePolicy.status(),
         }),
       log,
     );
@@ -378,10 +397,12 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       liveRouter,
       log,
       liveIpam,
+      livePolicy.controller,
     );
     dataPlane.start();
     for (const peer of config.peers) router.connect(peer.host, peer.port, peer.portGiven);
   } catch (err) {
+    await policy?.stop();
     ipam?.stop();
     await router?.stop();
     await kernel?.close();
@@ -402,8 +423,10 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   const liveApi = api;
   const liveKernel = kernel;
   const stopIpam = ipam;
+  const stopPolicy = policy;
   return {
     async stop() {
+      await stopPolicy.stop();
       stopIpam?.stop();
       await liveRouter.stop();
       await liveKernel?.close();

@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Logger, type LogLevel } from "../util/log.js";
 import { WEFT_VERSION } from "../status/report.js";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import type { PolicyConfig } from "./policy-launch.js";
 import { launch, type CryptoBackend, type IpamConfig, type UdpBackend } from "./launch.js";
 import { DEFAULT_DATA_DIR } from "../ipam/store.js";
 import {
@@ -31,6 +33,20 @@ import {
   resolvePassword,
   type TapArg,
 } from "./options.js";
+
+/** A repeatable option's values, as given (checked where they are used). */
+function collectText(text: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), text];
+}
+
+interface AttachCommandFlags {
+  network?: string;
+  namespace?: string;
+  label?: string[];
+  port?: string[];
+  httpAddr: string;
+  statusAddr: string;
+}
 
 /** Adapts a checked parser to commander, which prints the message and exits non-zero. */
 function checked<T>(parse: (text: string) => T): (text: string) => T {
@@ -72,6 +88,10 @@ interface LaunchFlags {
   ipallocDefaultSubnet?: string;
   ipallocInit?: string;
   dataDir: string;
+  policyDir?: string;
+  kubernetes?: boolean;
+  kubeconfig?: string;
+  nodeName?: string;
 }
 
 const STATUS_PATHS: Record<string, string> = {
@@ -81,6 +101,7 @@ const STATUS_PATHS: Record<string, string> = {
   targets: "/status/targets",
   routes: "/status/routes",
   ipam: "/status/ipam",
+  policy: "/status/policy",
   report: "/report",
 };
 
@@ -113,6 +134,8 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
     mtu: flags.mtu,
     taps: flags.tap ?? [],
     networks,
+    dataDir: flags.dataDir,
+    ...policyConfig(flags),
     statusAddr: parseHostPort("--status-addr", flags.statusAddr, 6782),
     httpAddr: parseHostPort("--http-addr", flags.httpAddr, 6784),
     peers: peerArgs.map((peer) => parseHostPort("PEER", peer, DEFAULT_PORT)),
@@ -140,6 +163,31 @@ async function runLaunch(peerArgs: string[], flags: LaunchFlags): Promise<void> 
   process.on("SIGTERM", () => stop("SIGTERM"));
 }
 
+/** `--policy-dir` or `--kubernetes` (one source at a time). */
+function policyConfig(flags: LaunchFlags): { policy?: PolicyConfig } {
+  if (flags.policyDir !== undefined && flags.kubernetes === true) {
+    throw new UsageError("--policy-dir and --kubernetes: give one source of policies");
+  }
+  if (
+    flags.kubernetes !== true &&
+    (flags.kubeconfig !== undefined || flags.nodeName !== undefined)
+  ) {
+    throw new UsageError("--kubeconfig and --node-name go with --kubernetes");
+  }
+  if (flags.policyDir !== undefined) return { policy: { dir: flags.policyDir } };
+  if (flags.kubernetes === true) {
+    return {
+      policy: {
+        kubernetes: {
+          ...(flags.kubeconfig !== undefined ? { kubeconfig: flags.kubeconfig } : {}),
+          nodeName: flags.nodeName ?? process.env["NODE_NAME"] ?? hostname(),
+        },
+      },
+    };
+  }
+  return {};
+}
+
 /** The IPAM flags as spec 8.1 checks them; undefined when IPAM is off. */
 function ipamConfig(flags: LaunchFlags): IpamConfig | undefined {
   const range = parseIpallocRange(flags.ipallocRange);
@@ -165,11 +213,18 @@ function ipamConfig(flags: LaunchFlags): IpamConfig | undefined {
   return { range, defaultSubnet, init, dataDir: flags.dataDir };
 }
 
-async function runStatus(what: string | undefined, flags: { statusAddr: string }): Promise<void> {
-  const path = STATUS_PATHS[what ?? ""];
+async function runStatus(
+  what: string | undefined,
+  flags: { statusAddr: string; json?: boolean },
+): Promise<void> {
+  if (flags.json === true && what !== "policy") {
+    throw new UsageError("status: --json goes with policy (the whole report is `status report`)");
+  }
+  const base = STATUS_PATHS[what ?? ""];
+  const path = base !== undefined && flags.json === true ? `${base}?format=json` : base;
   if (path === undefined) {
     throw new UsageError(
-      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, targets, routes, ipam, report`,
+      `status: unknown report ${JSON.stringify(what)}; want one of connections, peers, targets, routes, ipam, policy, report`,
     );
   }
   const addr = parseHostPort("--status-addr", flags.statusAddr, 6782);
@@ -325,7 +380,24 @@ export function buildProgram(): Command {
       ),
     )
     .addOption(
-      new Option("--data-dir <dir>", "where IPAM keeps its database").default(DEFAULT_DATA_DIR),
+      new Option(
+        "--data-dir <dir>",
+        "where IPAM's database and the policy labels of this host's endpoints are kept",
+      ).default(DEFAULT_DATA_DIR),
+    )
+    .addOption(
+      new Option(
+        "--policy-dir <dir>",
+        "enforce the NetworkPolicy manifests in this directory (YAML; reloaded on change)",
+      ),
+    )
+    .option("--kubernetes", "enforce Kubernetes' NetworkPolicies (in-cluster or kubeconfig)")
+    .addOption(new Option("--kubeconfig <file>", "with --kubernetes: the kubeconfig to use"))
+    .addOption(
+      new Option(
+        "--node-name <name>",
+        "with --kubernetes: this node's name, whose pods are local (default $NODE_NAME, else the hostname)",
+      ),
     )
     .addOption(
       new Option(
@@ -366,15 +438,49 @@ export function buildProgram(): Command {
     )
     .argument("<args...>", "[ADDR/PREFIX | net:CIDR | net:default]... NETNS (name, path or PID)")
     .addOption(new Option("--network <name>", "weft network (default: the default network)"))
+    .addOption(
+      new Option("--namespace <ns>", "policy namespace of the endpoint (default: default)"),
+    )
+    .addOption(
+      new Option("--label <key=value>", "policy label (repeatable)").argParser(collectText),
+    )
+    .addOption(
+      new Option("--port <name=port[/proto]>", "named port, for policies (repeatable)").argParser(
+        collectText,
+      ),
+    )
     .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
     .addOption(
       new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
     )
+    .action(async (args: string[], flags: AttachCommandFlags) => {
+      // Lazily: attach needs the native addon, which other commands must not depend on.
+      const { runAttach } = await import("./attach.js");
+      await runAttach(args, flags);
+    });
+
+  program
+    .command("label")
+    .description(
+      "set (KEY=VALUE) or remove (KEY-) policy labels of an endpoint; one behind a --tap is registered with its namespace's addresses",
+    )
+    .argument("<netns>", "name, path or PID")
+    .argument("[labels...]", "KEY=VALUE or KEY-")
+    .addOption(new Option("--namespace <ns>", "policy namespace of the endpoint"))
+    .addOption(
+      new Option("--port <name=port[/proto]>", "named port, for policies (repeatable)").argParser(
+        collectText,
+      ),
+    )
+    .addOption(new Option("--http-addr <host:port>", "router API").default(DEFAULT_HTTP_ADDR))
     .action(
-      async (args: string[], flags: { network?: string; httpAddr: string; statusAddr: string }) => {
-        // Lazily: attach needs the native addon, which other commands must not depend on.
-        const { runAttach } = await import("./attach.js");
-        await runAttach(args, flags);
+      async (
+        netns: string,
+        labels: string[],
+        flags: { namespace?: string; port?: string[]; httpAddr: string },
+      ) => {
+        const { runLabel } = await import("./label.js");
+        await runLabel([netns, ...labels], flags);
       },
     );
 
@@ -473,10 +579,11 @@ export function buildProgram(): Command {
   program
     .command("status")
     .description("show the local peer's status: summary, connections, peers or report (JSON)")
-    .argument("[what]", "connections, peers or report")
+    .argument("[what]", "connections, peers, targets, routes, ipam, policy or report")
     .addOption(
       new Option("--status-addr <host:port>", "status endpoint").default(DEFAULT_STATUS_ADDR),
     )
+    .option("--json", "policy: as JSON")
     .action(runStatus);
 
   return program;

@@ -499,6 +499,30 @@ export class EndpointOps {
   }
 
   /**
+   * The IPv4 addresses of every interface in the namespace but loopback's (127.0.0.0/8): what a
+   * TAP endpoint, whose addresses weft did not give, answers to.
+   */
+  listNamespaceAddresses(netnsPath: string): string[] {
+    const op = "list addresses in";
+    return this.inNamespace(op, netnsPath, "*", (there) => {
+      const replies = there.dump(op, undefined, () => buildGetAddressDump(AF_INET));
+      let parsed;
+      try {
+        parsed = parseAddressDump(replies).addresses;
+      } catch (err) {
+        throw wrap(err, op, netnsPath, "*", "malformed address dump");
+      }
+      const out: string[] = [];
+      for (const a of parsed) {
+        const address = a.local ?? a.address;
+        if (a.family !== AF_INET || address === undefined || address.startsWith("127.")) continue;
+        if (!out.includes(address)) out.push(address);
+      }
+      return out;
+    });
+  }
+
+  /**
    * Adds the spec 8.9 multicast route, 224.0.0.0/4 dev `ifname` (main table, scope link). False
    * when the main table already has a 224.0.0.0/4 route (EEXIST, through any device; Weave
    * takes that as done too).

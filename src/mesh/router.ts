@@ -131,6 +131,7 @@ export class Router implements GossipTransport {
   private server: net.Server | undefined;
   private readonly log: Logger;
   readonly mesh: Mesh;
+  private readonly removedListeners: ((names: readonly PeerName[]) => void)[] = [];
 
   constructor(private readonly opts: RouterOptions) {
     this.identity = opts.identity;
@@ -150,6 +151,7 @@ export class Router implements GossipTransport {
         dataTopologyChanged: (view) => dataPlane.setTopology(view),
         peersRemoved: (names) => {
           for (const name of names) dataPlane.switch.forgetPeer(name);
+          for (const listener of this.removedListeners) listener(names);
         },
         discovered: (found) => {
           if (opts.discovery !== false) this.maker.setDiscovered(found);
@@ -157,6 +159,11 @@ export class Router implements GossipTransport {
       },
     });
     dataPlane.setPeerDirectory((peer) => this.mesh.peers.has(peer));
+  }
+
+  /** Peers the mesh forgot (unreachable after a topology change): their state goes too. */
+  onPeersRemoved(listener: (names: readonly PeerName[]) => void): void {
+    this.removedListeners.push(listener);
   }
 
   /** True when peers that others report are dialled. */

@@ -1,3 +1,4 @@
+import type { PolicyStatus } from "../policy/controller.js";
 import type { IpamStatus } from "../ipam/allocator.js";
 
 /**
@@ -69,6 +70,8 @@ export interface Report {
   Router: RouterReport;
   /** Present when IPAM is on. */
   IPAM?: IpamStatus;
+  /** Network policy: its source, the policies in force, endpoints, counters, denied flows. */
+  Policy?: PolicyStatus;
   Weft: {
     MTU: number;
     Datapath: string;
@@ -213,4 +216,56 @@ export function renderIpam(report: Report): string {
     lines.push(`${who} ${o.size} IPs (${pct}% of total)${tail}`);
   }
   return lines.map((l) => l + "\n").join("");
+}
+
+/**
+ * `weft status policy`: where the policies come from, each policy with the local endpoints it
+ * selects and its allowed and denied counts, this host's endpoints, and the last denied flows.
+ */
+export function renderPolicy(report: Report): string {
+  const p = report.Policy;
+  if (p === undefined) return "network policy is off\n";
+  const lines: string[] = [];
+  const src = p.source;
+  lines.push(
+    `Source: ${src.source} (${src.healthy ? "ok" : "failing"}${src.lastSync !== undefined ? `, last sync ${src.lastSync}` : ""})`,
+  );
+  if (src.error !== undefined) {
+    for (const [i, line] of src.error.split("\n").entries()) {
+      lines.push(`${i === 0 ? "  error: " : "         "}${line}`);
+    }
+  }
+  if (p.kernel !== undefined) {
+    lines.push(
+      `Kernel path (iptables, ipsets): applied ${p.kernel.applied} times${p.kernel.error !== undefined ? `; last error: ${p.kernel.error}` : ""}`,
+    );
+  }
+  lines.push(`Policies: ${p.policies.length}`);
+  const width = Math.max(0, ...p.policies.map((x) => x.name.length));
+  for (const policy of p.policies) {
+    lines.push(
+      `  ${pad(policy.name, width)}  allowed ${policy.allowed}  denied ${policy.denied}  selects ${policy.selects.length === 0 ? "-" : policy.selects.join(" ")}`,
+    );
+  }
+  lines.push(`Endpoints here: ${p.endpoints.length}; elsewhere: ${p.remoteEndpoints}`);
+  for (const e of p.endpoints) {
+    const labels = Object.entries(e.labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    lines.push(
+      `  ${e.name}  ${e.datapath}  ${e.ips.join(" ") || "-"}  ${labels || "-"}  (${e.id})`,
+    );
+  }
+  const c = p.counters;
+  lines.push(
+    `Flows: judged ${c["evaluated"] ?? 0}, allowed ${c["allowed"] ?? 0}, denied ${c["denied"] ?? 0}; tracked ${c["conntrackEntries"] ?? 0} (evicted ${c["conntrackEvicted"] ?? 0})`,
+  );
+  lines.push(`Last denied: ${p.lastDenied.length === 0 ? "none" : ""}`.trimEnd());
+  for (const d of p.lastDenied.slice(-20)) {
+    const port = d.port !== undefined ? `/${d.port}` : "";
+    lines.push(
+      `  ${d.at}  ${d.direction} ${d.namespace}/${d.endpoint}  ${d.from} -> ${d.to} ${d.protocol}${port}  (${d.policies.join(" ")})`,
+    );
+  }
+  return lines.join("\n") + "\n";
 }

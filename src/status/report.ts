@@ -4,6 +4,7 @@ import { PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION } from "../wire/protocol.js"
 import type { DataPlane } from "../datapath/data-plane.js";
 import type { Router } from "../mesh/router.js";
 import type { Allocator } from "../ipam/allocator.js";
+import type { PolicyStatus } from "../policy/controller.js";
 import type { ConnectionReport, PeerReport, Report, RouteReport } from "./render.js";
 
 export const WEFT_VERSION = "0.1.0";
@@ -19,6 +20,7 @@ export interface ReportSetup {
   antiSpoofing: boolean;
   /** Per network: its kernel bridge (bridge mode) and its IPAM subnet, where it has them. */
   networks: ReadonlyMap<string, { bridge?: string; subnet?: string }>;
+  policy?: () => PolicyStatus;
 }
 
 export function buildReport(
@@ -90,6 +92,7 @@ export function buildReport(
   return {
     Version: WEFT_VERSION,
     ...(ipam ? { IPAM: ipam.status() } : {}),
+    ...(setup.policy ? { Policy: setup.policy() } : {}),
     Router: {
       Protocol: "weave",
       ProtocolMinVersion: PROTOCOL_MIN_VERSION,

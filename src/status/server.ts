@@ -3,6 +3,7 @@ import { listen } from "../util/listen.js";
 import type { Logger } from "../util/log.js";
 import {
   renderIpam,
+  renderPolicy,
   renderConnections,
   renderPeers,
   renderRoutes,
@@ -37,6 +38,14 @@ export async function startStatusServer(
           return send(200, "text/plain", renderPeers(report().Router));
         case "/status/ipam":
           return send(200, "text/plain", renderIpam(report()));
+        case "/status/policy":
+          if (new URL(req.url ?? "/", "http://localhost").searchParams.get("format") === "json") {
+            const policy = report().Policy;
+            return policy === undefined
+              ? send(404, "text/plain", "network policy is off\n")
+              : send(200, "application/json", JSON.stringify(policy, null, 2) + "\n");
+          }
+          return send(200, "text/plain", renderPolicy(report()));
         case "/status/routes":
           return send(200, "text/plain", renderRoutes(report()));
         case "/status/targets":

@@ -1,0 +1,173 @@
+/**
+ * Starting network policy in `weft launch`: the userspace enforcer on the switch, the endpoint
+ * directory on the mesh, the registry the router API fills, the policy source (`--policy-dir` or
+ * Kubernetes) and, in bridge mode, Weave-NPC's iptables on the kernel path.
+ *
+ * Without a source the registry and directory still run (other peers' policies may select this
+ * host's endpoints), but nothing here judges a frame: the switch gets no filter and no iptables
+ * rule is made.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Counters } from "../util/counters.js";
+import { RateLimitedLog, type Logger } from "../util/log.js";
+import { formatPeerName, type PeerName } from "../wire/peer-name.js";
+import type { Router } from "../mesh/router.js";
+import type { DataPlane } from "../datapath/data-plane.js";
+import {
+  PolicyController,
+  type KernelPolicyBackend,
+  type PolicySourceStatus,
+  type PolicyStatus,
+} from "../policy/controller.js";
+import { ENDPOINTS_CHANNEL, EndpointDirectory } from "../policy/endpoint-directory.js";
+import { PolicyEnforcer } from "../policy/enforcer.js";
+import { PolicyDirSource } from "../policy/policy-dir.js";
+import { nodePortName } from "./options.js";
+
+export interface PolicyConfig {
+  /** `--policy-dir DIR`. */
+  dir?: string;
+  /** `--kubernetes`: policies, namespaces and pods from the API server. */
+  kubernetes?: { kubeconfig?: string; nodeName: string };
+}
+
+export interface RunningPolicy {
+  status(): PolicyStatus;
+  readonly controller: PolicyController;
+  stop(): Promise<void>;
+}
+
+/** Where the registry of this host's endpoints is kept: per peer name, as IPAM's database. */
+function registryPath(dataDir: string, name: PeerName): string {
+  return join(dataDir, `policy-endpoints-${formatPeerName(name).replace(/:/g, "")}.json`);
+}
+
+const BRIDGE_NF_CALL_IPTABLES = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+/** A VXLAN tunnel to a peer (kernel-datapath.ts names them so). */
+const TUNNEL_PATTERN = "weftvx+";
+
+/**
+ * iptables sees bridged frames only with br_netfilter's `bridge-nf-call-iptables` on, as Weave
+ * sets it for its NPC. Throws saying what is missing.
+ */
+function enableBridgeNetfilter(log: Logger): void {
+  let current: string;
+  try {
+    current = readFileSync(BRIDGE_NF_CALL_IPTABLES, "utf8").trim();
+  } catch {
+    throw new Error(
+      `network policy on the kernel bridge needs br_netfilter (${BRIDGE_NF_CALL_IPTABLES} is missing: modprobe br_netfilter)`,
+    );
+  }
+  if (current === "1") return;
+  writeFileSync(BRIDGE_NF_CALL_IPTABLES, "1\n");
+  log.info("turned on bridge-nf-call-iptables for network policy on the bridge");
+}
+
+async function kernelBackend(bridge: string, log: Logger): Promise<KernelPolicyBackend> {
+  const { NpcApplier } = await import("../policy/npc/apply.js");
+  const { planNpc } = await import("../policy/npc/plan.js");
+  const options = { bridge, routerPort: [nodePortName(bridge), TUNNEL_PATTERN] };
+  const applier = new NpcApplier(options);
+  const removed = await applier.cleanup();
+  if (removed.length > 0)
+    log.info("removed network policy rules left over", { removed: removed.length });
+  enableBridgeNetfilter(log);
+  return {
+    apply: (input) => applier.apply(planNpc(input, options)),
+    cleanup: async () => {
+      await applier.cleanup();
+    },
+  };
+}
+
+export async function startPolicy(opts: {
+  config: PolicyConfig;
+  bridge: string | undefined;
+  dataDir: string;
+  self: PeerName;
+  router: Router;
+  dataPlane: DataPlane;
+  counters: Counters;
+  log: Logger;
+}): Promise<RunningPolicy> {
+  const log = opts.log.child({ component: "policy" });
+  const { config, router } = opts;
+  const enforcing = config.dir !== undefined || config.kubernetes !== undefined;
+  const enforcer = new PolicyEnforcer({ log });
+  // The directory exists before the controller that listens to it.
+  const listener: { directoryChanged?: () => void } = {};
+  const directory = new EndpointDirectory(opts.self, {
+    counters: opts.counters,
+    rejectLog: new RateLimitedLog(log, "warn"),
+    onChange: () => listener.directoryChanged?.(),
+  });
+  router.mesh.gossip.register(ENDPOINTS_CHANNEL, directory);
+  router.onPeersRemoved((names) => {
+    for (const name of names) directory.forgetPeer(name);
+  });
+
+  const kernel =
+    enforcing && opts.bridge !== undefined ? await kernelBackend(opts.bridge, log) : undefined;
+  let sourceStatus: () => PolicySourceStatus = () => ({ source: "none", healthy: true });
+  const stops: (() => void)[] = [];
+  const live = new PolicyController({
+    enforcer,
+    directory,
+    publish: (endpoints) =>
+      router.mesh.gossip.gossipToAll(ENDPOINTS_CHANNEL, directory.setLocal(endpoints)),
+    storePath: registryPath(opts.dataDir, opts.self),
+    ...(kernel !== undefined ? { kernel } : {}),
+    log,
+    sourceStatus: () => sourceStatus(),
+  });
+  listener.directoryChanged = () => live.directoryChanged();
+
+  if (config.dir !== undefined) {
+    const source = new PolicyDirSource(config.dir, (state) => live.setSource(state), log);
+    await source.start();
+    sourceStatus = () => source.status();
+    stops.push(() => source.stop());
+  } else if (config.kubernetes !== undefined) {
+    // Loaded only when asked for: the client library takes most of a second to import.
+    const { KubeSource, loadKubeConfig } = await import("../policy/kube-source.js");
+    const source = new KubeSource({
+      kubeConfig: loadKubeConfig(config.kubernetes.kubeconfig),
+      nodeName: config.kubernetes.nodeName,
+      onChange: (snapshot) => live.setSource(snapshot),
+      logger: log,
+    });
+    source.start();
+    sourceStatus = () => {
+      const s = source.status();
+      return {
+        source: "kubernetes",
+        healthy: s.connected && s.synced && s.lastError === undefined,
+        ...(s.lastError !== undefined ? { error: s.lastError } : {}),
+        ...(s.lastSyncAt !== undefined ? { lastSync: s.lastSyncAt } : {}),
+      };
+    };
+    stops.push(() => source.stop());
+  }
+  if (enforcing) opts.dataPlane.switch.setFilter(enforcer);
+  live.start();
+  const sweep = setInterval(() => live.sweep(), 5000);
+  sweep.unref();
+  log.info("network policy", {
+    source: sourceStatus().source,
+    kernelPath: kernel !== undefined,
+  });
+  return {
+    controller: live,
+    status: () => live.status(),
+    async stop() {
+      clearInterval(sweep);
+      for (const stop of stops) stop();
+      live.stop();
+      opts.dataPlane.switch.setFilter(undefined);
+      await live.settled();
+      await kernel?.cleanup?.();
+    },
+  };
+}
