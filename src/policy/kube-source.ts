@@ -25,8 +25,9 @@
  * JSON to the same checks, and the back-off and 410 handling are ours to test.
  *
  * A NetworkPolicy (or Namespace) that fails the model's checks is skipped, logged once per
- * version with every issue (object and field), and counted; the rest stays in force. A policy
- * changed into a bad one is skipped too: its earlier version is not kept.
+ * version with every issue (object and field), and counted; the rest stays in force. An object
+ * changed into a bad one keeps its last good version in force (dropping it could open every pod
+ * it was the only policy for), until it is fixed or deleted.
  */
 
 import * as http from "node:http";
@@ -571,6 +572,7 @@ class Reflector<T> {
 
   private replace(items: readonly unknown[]): void {
     const previousBad = this.bad;
+    const previousObjects = this.objects;
     this.objects = new Map();
     this.bad = new Map();
     for (const item of items) {
@@ -578,22 +580,24 @@ class Reflector<T> {
       if (key === undefined) continue;
       const earlier = previousBad.get(key);
       if (earlier !== undefined) this.bad.set(key, earlier);
-      this.put(key, item);
+      this.put(key, item, previousObjects.get(key));
     }
   }
 
-  private put(key: string, object: unknown): void {
+  private put(key: string, object: unknown, lastGood: T | undefined = this.objects.get(key)): void {
     const { value, issues } = this.convert(object);
     if (value !== undefined) {
       this.objects.set(key, value);
       this.bad.delete(key);
       return;
     }
-    this.objects.delete(key);
     if (issues.length === 0) {
+      this.objects.delete(key);
       this.bad.delete(key); // not a concern of policies (e.g. a host-network pod)
       return;
     }
+    if (lastGood !== undefined) this.objects.set(key, lastGood);
+    else this.objects.delete(key);
     const version = stringField(metadataOf(object), "resourceVersion");
     const earlier = this.bad.get(key);
     this.bad.set(key, { version, issues });

@@ -786,6 +786,26 @@ describe("KubeSource", () => {
     await waitFor(() => source.status().invalidObjects === 0, "the bad policy deleted");
   });
 
+  it("keeps a policy's last good version in force when it is changed into a bad one", async () => {
+    const h = await harness(seedCluster);
+    await waitFor(live(h), "the watches");
+    const { server, source } = h;
+    const before = source.policies().find((p) => p.name === "deny-all");
+    expect(before).toBeDefined();
+    server.put("networkpolicies", policy("prod", "deny-all", { podSelector: {}, ingres: [] }));
+    await waitFor(() => source.status().invalidObjects === 1, "the bad version seen");
+    expect(source.policies().find((p) => p.name === "deny-all")).toEqual(before);
+    // A relist of the same bad version keeps the good one too.
+    server.compact();
+    await waitFor(
+      () => source.status().resources.every((r) => r.relists === 1 && r.connected),
+      "relists",
+    );
+    expect(source.policies().find((p) => p.name === "deny-all")).toEqual(before);
+    server.remove("networkpolicies", "prod/deny-all");
+    await waitFor(() => !names(source.policies()).includes("prod/deny-all"), "deleted");
+  });
+
   it("stops: no more requests, and the snapshot stays readable", async () => {
     const h = await harness(seedCluster);
     await waitFor(live(h), "the watches");
