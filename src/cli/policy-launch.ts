@@ -121,6 +121,7 @@ export async function startPolicy(opts: {
     ...(kernel !== undefined ? { kernel } : {}),
     log,
     sourceStatus: () => sourceStatus(),
+    sourceLocalsOnSwitch: opts.bridge === undefined,
   });
   listener.directoryChanged = () => live.directoryChanged();
 

@@ -106,6 +106,12 @@ export interface PolicyControllerOptions {
   debounceMs?: number;
   /** Where the policies come from, for status. */
   sourceStatus: () => PolicySourceStatus;
+  /**
+   * The source's own local endpoints (Kubernetes' pods on this node) sit behind the switch's
+   * ports, so the userspace enforcer judges them; false in bridge mode, where pods are on the
+   * kernel bridge and iptables does.
+   */
+  sourceLocalsOnSwitch?: boolean;
 }
 
 const REGISTRY_VERSION = 1;
@@ -122,6 +128,8 @@ export class PolicyController {
   #kernelError: string | undefined;
   #kernelBusy: Promise<void> = Promise.resolve();
   #enforced = new Map<string, EnforcedEndpoint>();
+  /** The endpoints of this host, whichever path enforces them (for status). */
+  #hereKeys = new Set<string>();
   #stopped = false;
 
   constructor(opts: PolicyControllerOptions) {
@@ -223,7 +231,7 @@ export class PolicyController {
       policies: this.#source.policies,
       namespaces: this.#source.namespaces,
     });
-    const locals = [...this.#enforced.values()].filter((e) => e.local || this.#isKernelLocal(e));
+    const locals = [...this.#enforced.values()].filter((e) => this.#hereKeys.has(endpointKey(e)));
     const policies = [...this.#source.policies]
       .map((p) => policyKey(p))
       .sort()
@@ -280,12 +288,6 @@ export class PolicyController {
     };
   }
 
-  #isKernelLocal(e: EnforcedEndpoint): boolean {
-    return [...this.#locals.values()].some(
-      (l) => l.datapath === "kernel" && endpointKey(l.endpoint) === endpointKey(e),
-    );
-  }
-
   #localEndpoints(): Endpoint[] {
     return this.list().map((l) => l.endpoint);
   }
@@ -314,10 +316,15 @@ export class PolicyController {
       if (!next.has(key)) next.set(key, { ...ep, local });
     };
     for (const l of this.#locals.values()) add(l.endpoint, l.datapath === "switch");
-    for (const ep of this.#source.endpoints ?? []) add(ep, false);
+    const onSwitch = this.#opts.sourceLocalsOnSwitch === true;
+    for (const ep of this.#source.endpoints ?? []) add(ep, onSwitch && ep.local === true);
     for (const ep of this.#opts.directory.remoteEndpoints()) add(ep, false);
     enforcer.setEndpoints([...next.values()]);
     this.#enforced = next;
+    this.#hereKeys = new Set([
+      ...[...this.#locals.values()].map((l) => endpointKey(l.endpoint)),
+      ...(this.#source.endpoints ?? []).filter((e) => e.local === true).map(endpointKey),
+    ]);
     this.#applyKernel([...next.values()]);
   }
 

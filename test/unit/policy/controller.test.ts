@@ -50,7 +50,9 @@ function body(name: string, ip: string, extra: Record<string, unknown> = {}): un
   return { namespace: "x", name, labels: { pod: name }, ips: [ip], ports: [], ...extra };
 }
 
-function rig(opts: { storePath?: string; kernel?: KernelPolicyBackend } = {}) {
+function rig(
+  opts: { storePath?: string; kernel?: KernelPolicyBackend; sourceLocalsOnSwitch?: boolean } = {},
+) {
   const enforcer = new PolicyEnforcer();
   const published: Endpoint[][] = [];
   const listener: { changed?: () => void } = {};
@@ -71,6 +73,9 @@ function rig(opts: { storePath?: string; kernel?: KernelPolicyBackend } = {}) {
     log,
     debounceMs: 1,
     sourceStatus: () => ({ source: "test", healthy: true }),
+    ...(opts.sourceLocalsOnSwitch !== undefined
+      ? { sourceLocalsOnSwitch: opts.sourceLocalsOnSwitch }
+      : {}),
   });
   listener.changed = () => controller.directoryChanged();
   cleanups.push(() => controller.stop());
@@ -120,6 +125,22 @@ describe("PolicyController", () => {
     expect(syn("198.18.1.1", "198.18.1.2")(enforcer)).toBe(true);
     expect(applied.at(-1)).toBe(1);
     expect(controller.status().kernel).toEqual({ applied: applied.length });
+  });
+
+  it("judges the source's own local pods in the switch only when they sit behind its ports", async () => {
+    const pod = { namespace: "x", name: "b", labels: { pod: "b" }, ips: ["198.18.1.2"], ports: [] };
+    for (const onSwitch of [true, false]) {
+      const { controller, enforcer } = rig({ sourceLocalsOnSwitch: onSwitch });
+      controller.setSource({
+        policies: [denyB],
+        namespaces: [],
+        endpoints: [{ ...pod, local: true }],
+      });
+      await tick();
+      expect(syn("198.18.1.1", "198.18.1.2")(enforcer)).toBe(!onSwitch);
+      // Either way the status counts it as this host's.
+      expect(controller.status().policies[0]!.selects).toEqual(["x/b"]);
+    }
   });
 
   it("reports a kernel backend that fails, and recovers on the next change", async () => {
