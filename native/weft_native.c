@@ -238,7 +238,7 @@ static napi_value make_i32(napi_env env, int32_t x) {
 /* ------------------------------------------------------------------------------------------ */
 /* TAP                                                                                         */
 
-/* tapOpen(name, { vnetHdr?, netnsPath? }) -> { fd, name } */
+/* tapOpen(name, { vnetHdr?, netnsPath?, persist? }) -> { fd, name } */
 static napi_value tap_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -246,7 +246,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   if (argc < 1) return throw_type(env, "tapOpen(name, opts?) needs a name");
 
   char name[IFNAMSIZ], netns[4096] = "";
-  bool vnet_hdr = false;
+  bool vnet_hdr = false, persist = false;
   if (!arg_str(env, argv[0], "name", name, sizeof name)) return NULL;
   napi_valuetype t = napi_undefined;
   if (argc >= 2) napi_typeof(env, argv[1], &t);
@@ -256,6 +256,9 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
     napi_get_named_property(env, argv[1], "vnetHdr", &v);
     napi_typeof(env, v, &vt);
     if (vt != napi_undefined) napi_get_value_bool(env, v, &vnet_hdr); /* non-bool stays false */
+    napi_get_named_property(env, argv[1], "persist", &v);
+    napi_typeof(env, v, &vt);
+    if (vt != napi_undefined) napi_get_value_bool(env, v, &persist);
     if (!opt_str(env, argv[1], "netnsPath", netns, sizeof netns)) return NULL;
   } else if (t != napi_undefined && t != napi_null) {
     return throw_type(env, "opts must be an object");
@@ -287,6 +290,13 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
       err = errno;
       failed = "ioctl TUNSETIFF";
+      close(fd);
+      fd = -1;
+    } else if (persist && ioctl(fd, TUNSETPERSIST, 1) < 0) {
+      /* Persistent: the device (and its addresses) outlives this fd, so an endpoint keeps its
+       * interface while weft restarts. */
+      err = errno;
+      failed = "ioctl TUNSETPERSIST";
       close(fd);
       fd = -1;
     }

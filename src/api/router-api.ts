@@ -2,7 +2,7 @@ import * as http from "node:http";
 import { listen } from "../util/listen.js";
 import type { Logger } from "../util/log.js";
 import { handleIpamRequest, type IpamService } from "./ipam-api.js";
-import { handlePolicyRequest, type PolicyService } from "./policy-api.js";
+import { handleResourceRequest, type ResourceService } from "./resource-api.js";
 import { UsageError, parseHostPort, DEFAULT_PORT } from "../cli/options.js";
 
 /** What the router API can ask of the router. */
@@ -25,12 +25,14 @@ export async function startRouterApi(
   router: RouterControl,
   log: Logger,
   ipam?: IpamService,
-  policy?: PolicyService,
+  resources: Readonly<Record<string, ResourceService<unknown>>> = {},
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     // IPAM off: its routes do not exist (404), which Weave's tooling reads as "IPAM off".
     if (ipam !== undefined && handleIpamRequest(ipam, req, res)) return;
-    if (policy !== undefined && handlePolicyRequest(policy, req, res)) return;
+    for (const [path, service] of Object.entries(resources)) {
+      if (handleResourceRequest(path, service, req, res)) return;
+    }
     const reply = (status: number, body: string): void => {
       res.writeHead(status, { "content-type": "text/plain" });
       res.end(body);

@@ -92,7 +92,8 @@ async function obtain(
 /** What weft says about one of its networks: the bridge its endpoints go on, its subnet. */
 interface NetworkPlace {
   network: string;
-  bridge: string;
+  /** Undefined without `--bridge`: endpoints go on the userspace switch. */
+  bridge: string | undefined;
   /** The network's IPAM subnet, when it has one. */
   subnet: string | undefined;
   /** The subnets of weft's other networks. */
@@ -106,6 +107,7 @@ async function placeOf(
   statusAddr: string,
   network: string | undefined,
   command: string,
+  needBridge = true,
 ): Promise<NetworkPlace> {
   const addr = parseHostPort("--status-addr", statusAddr, 6782);
   const report = JSON.parse(
@@ -118,27 +120,35 @@ async function placeOf(
       Networks?: { Name: string; Bridge?: string; Subnet?: string }[];
     };
   };
-  if (report.Weft?.Bridge === undefined) {
-    throw new Error(
-      `weft runs without --bridge: ${command} needs bridge mode (endpoints on TAPs use --tap)`,
-    );
+  const weft = report.Weft;
+  if (weft === undefined) throw new Error("weft's report has no Weft section");
+  if (needBridge && weft.Bridge === undefined) {
+    throw new Error(`weft runs without --bridge: ${command} needs bridge mode`);
   }
   const name = network ?? DEFAULT_NETWORK;
-  const entry = report.Weft.Networks?.find((n) => n.Name === name);
+  const entry = weft.Networks?.find((n) => n.Name === name);
   if (entry === undefined) {
     throw new Error(`weft has no network ${name} (launch it with --network ${name}=CIDR)`);
   }
-  if (entry.Bridge === undefined) throw new Error(`network ${name} has no kernel bridge`);
+  if (weft.Bridge !== undefined && entry.Bridge === undefined) {
+    throw new Error(`network ${name} has no kernel bridge`);
+  }
   return {
     network: name,
     bridge: entry.Bridge,
     subnet: entry.Subnet,
-    otherSubnets: (report.Weft.Networks ?? []).flatMap((n) =>
+    otherSubnets: (weft.Networks ?? []).flatMap((n) =>
       n.Name !== name && n.Subnet !== undefined ? [n.Subnet] : [],
     ),
-    mtu: report.Weft.MTU ?? 1376,
-    antiSpoofing: report.Weft.AntiSpoofing !== false,
+    mtu: weft.MTU ?? 1376,
+    antiSpoofing: weft.AntiSpoofing !== false,
   };
+}
+
+/** The kernel bridge of a place that `placeOf` found in bridge mode. */
+function bridgeOf(place: NetworkPlace): string {
+  if (place.bridge === undefined) throw new Error(`network ${place.network} has no kernel bridge`);
+  return place.bridge;
 }
 
 /**
@@ -151,32 +161,72 @@ export async function runAttach(args: string[], flags: AttachFlags): Promise<voi
   const netnsPath = resolveNetns(args[args.length - 1]!);
   const given = args.slice(0, -1).map((a) => parseAddressSpec(a));
   parseIdentityFlags(flags, "attach"); // before anything is made: a bad label is a usage error
-  const place = await placeOf(flags.statusAddr, flags.network, "attach");
+  const place = await placeOf(flags.statusAddr, flags.network, "attach", false);
   const specs = specsForNetwork(given, place, "attach");
-  const { bridge, mtu, antiSpoofing } = place;
   const base = routerBase(flags.httpAddr);
+  const id = endpointId(netnsPath);
   const addresses: string[] = [];
-  for (const spec of specs) addresses.push(await obtain(base, endpointId(netnsPath), spec, true));
+  for (const spec of specs) addresses.push(await obtain(base, id, spec, true));
   const ops = new EndpointOps();
   try {
-    const attached = ops.attachVeth({ netnsPath, ...vethNamesFor(netnsPath), bridge, mtu });
+    const onBridge = place.bridge !== undefined;
+    const attached = onBridge
+      ? ops.attachVeth({
+          netnsPath,
+          ...vethNamesFor(netnsPath),
+          bridge: place.bridge,
+          mtu: place.mtu,
+        })
+      : ops.attachTap(netnsPath, place.mtu);
     for (const cidr of addresses) ops.addAddress(netnsPath, attached.ifname, cidr);
     ops.addMulticastRoute(netnsPath, attached.ifname);
-    for (const cidr of addresses)
-      ops.sendGratuitousArp(netnsPath, attached.ifname, cidr.split("/")[0]!);
-    const hostIf = attached.hostIf ?? vethNamesFor(netnsPath).hostIf;
     // Every address the endpoint holds from weft (an earlier attach may have given others).
     const ips = ops.listAddresses(netnsPath, attached.ifname).map((a) => a.address);
-    if (antiSpoofing) {
-      await protectEndpoint({ hostIf, mac: attached.mac, ips });
+    if (onBridge) {
+      const hostIf = attached.hostIf ?? vethNamesFor(netnsPath).hostIf;
+      if (place.antiSpoofing) await protectEndpoint({ hostIf, mac: attached.mac, ips });
+      else await unprotectEndpoint(hostIf);
     } else {
-      await unprotectEndpoint(hostIf);
+      // weft opens the TAP as a switch port (and guards it); until then it has no carrier.
+      await putPort(base, id, {
+        netnsPath,
+        ifname: attached.ifname,
+        network: place.network,
+        mac: attached.mac,
+        ips,
+        guarded: place.antiSpoofing,
+      });
     }
-    await registerAttached(flags.httpAddr, endpointId(netnsPath), netnsPath, ips, flags);
+    for (const cidr of addresses) {
+      ops.sendGratuitousArp(netnsPath, attached.ifname, cidr.split("/")[0]!);
+    }
+    await registerAttached(
+      flags.httpAddr,
+      id,
+      netnsPath,
+      ips,
+      flags,
+      onBridge ? "kernel" : "switch",
+    );
   } finally {
     ops.close();
   }
   process.stdout.write(`${addresses.map((a) => a.split("/")[0]).join(" ")}\n`);
+}
+
+/** Tells weft to open an endpoint's TAP as a switch port (userspace mode). */
+async function putPort(base: string, id: string, spec: Record<string, unknown>): Promise<void> {
+  const response = await fetchFromWeft(
+    `${base}/ports/${encodeURIComponent(id)}`,
+    `weft at ${base}`,
+    {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(spec),
+    },
+  );
+  const body = await response.text();
+  if (!response.ok) throw new Error(`weft did not take the endpoint's TAP: ${body.trim()}`);
 }
 
 /** `weft detach NETNS`: releases the namespace's addresses and removes its `ethwe`. */
@@ -198,6 +248,11 @@ export async function runDetach(args: string[], flags: AttachFlags): Promise<voi
         ? kernelAddresses(ops, netnsPath, ENDPOINT_IFNAME).join(" ")
         : "";
     }
+    // A TAP on the userspace switch: weft lets go of it before it is deleted.
+    const port = await fetchFromWeft(`${base}/ports/${id}`, `weft at ${base}`, {
+      method: "DELETE",
+    });
+    await port.text();
     ops.detach(netnsPath);
     await unprotectEndpoint(vethNamesFor(netnsPath).hostIf);
     await unregisterEndpoint(flags.httpAddr, endpointId(netnsPath));
@@ -251,7 +306,7 @@ export async function runExpose(args: string[], flags: ExposeFlags): Promise<voi
     place,
     "expose",
   );
-  const { bridge } = place;
+  const bridge = bridgeOf(place);
   const base = routerBase(flags.httpAddr);
   const addresses: string[] = [];
   for (const spec of specs) addresses.push(await obtain(base, EXPOSE_ID, spec, false));
@@ -292,7 +347,7 @@ export async function runHide(args: string[], flags: ExposeFlags): Promise<void>
   const given = args.map((a) => parseAddressSpec(a, "hide"));
   // With no argument, every exposed address on the network's bridge (below).
   const specs = given.length === 0 ? [] : specsForNetwork(given, place, "hide");
-  const { bridge } = place;
+  const bridge = bridgeOf(place);
   const base = routerBase(flags.httpAddr);
   const id = encodeURIComponent(EXPOSE_ID);
   let held: string[] | undefined;

@@ -112,6 +112,7 @@ export async function registerAttached(
   netnsPath: string,
   ips: string[],
   flags: IdentityFlags,
+  datapath: RegisteredEndpoint["datapath"],
 ): Promise<void> {
   const parsed = parseIdentityFlags(flags, "attach");
   const old = await fetchRegistered(httpAddr, id);
@@ -122,7 +123,7 @@ export async function registerAttached(
     labels,
     ips,
     ports: parsed.ports.length > 0 ? parsed.ports : (old?.ports ?? []),
-    datapath: "kernel",
+    datapath,
   });
 }
 

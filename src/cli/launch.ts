@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { Server } from "node:http";
 import { Counters } from "../util/counters.js";
 import type { Logger } from "../util/log.js";
@@ -315,6 +316,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   let kernel: KernelDatapath | undefined;
   let ipam: Allocator | undefined;
   let policy: RunningPolicy | undefined;
+  let endpointSweep: ReturnType<typeof setInterval> | undefined;
   try {
     for (const network of config.networks) dataPlane.networks.add(network.name);
     if (config.taps.length > 0) {
@@ -372,6 +374,19 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       counters,
       log,
     });
+    const { EndpointPorts } = await import("../datapath/endpoint-ports.js");
+    const liveEndpointPorts = new EndpointPorts({
+      dataPlane,
+      counters,
+      log,
+      storePath: join(
+        config.dataDir,
+        `ports-${formatPeerName(identity.name).replace(/:/g, "")}.json`,
+      ),
+    });
+    liveEndpointPorts.restore();
+    endpointSweep = setInterval(() => liveEndpointPorts.sweep(), 5000);
+    endpointSweep.unref();
     await router.listen();
     const liveRouter = router;
     const liveIpam = ipam;
@@ -397,11 +412,12 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       liveRouter,
       log,
       liveIpam,
-      livePolicy.controller,
+      { "policy/endpoints": livePolicy.controller, ports: liveEndpointPorts },
     );
     dataPlane.start();
     for (const peer of config.peers) router.connect(peer.host, peer.port, peer.portGiven);
   } catch (err) {
+    clearInterval(endpointSweep);
     await policy?.stop();
     ipam?.stop();
     await router?.stop();
@@ -424,8 +440,10 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
   const liveKernel = kernel;
   const stopIpam = ipam;
   const stopPolicy = policy;
+  const stopSweep = endpointSweep;
   return {
     async stop() {
+      clearInterval(stopSweep);
       await stopPolicy.stop();
       stopIpam?.stop();
       await liveRouter.stop();

@@ -2,6 +2,7 @@ import * as native from "../native/addon.js";
 import type { Counters } from "../util/counters.js";
 import type { Logger } from "../util/log.js";
 import type { Network } from "../switch/network.js";
+import type { LocalPort } from "../switch/port.js";
 import type { FramePort, FramePortSink } from "./frame-port.js";
 import type { OutputBatch } from "./output-batch.js";
 
@@ -32,6 +33,8 @@ export interface TapPortOptions {
 export class TapPort implements FramePort {
   readonly name: string;
   readonly network: Network;
+  /** Set for an attached endpoint (anti-spoofing); see switch/endpoint-guard.ts. */
+  guard: LocalPort["guard"] = undefined;
   wroteSinceRead = false;
   private readonly fd: number;
   private readonly poller: native.Poller;

@@ -426,6 +426,45 @@ export class EndpointOps {
   }
 
   /**
+   * Connects the namespace for weft's userspace switch (no bridge): a persistent TAP `ifname`
+   * made inside the namespace, which weft then opens as a switch port. Persistent, so that the
+   * interface and its addresses outlive a weft restart, kill -9 included. MTU `mtu`, up.
+   * Idempotent: a TAP already there is kept (its MTU set again); any other link of that name is
+   * an error.
+   */
+  attachTap(netnsPath: string, mtu: number, ifname: string = ENDPOINT_IFNAME): AttachResult {
+    const op = "attach TAP";
+    return this.inNamespace(op, netnsPath, ifname, (there) => {
+      let link = there.lookup(op, { name: ifname });
+      const existing = link !== undefined;
+      if (link !== undefined && link.kind !== "tun") {
+        throw new EndpointOpsError(
+          op,
+          netnsPath,
+          ifname,
+          `exists and is a ${link.kind ?? "plain"} interface, not a TAP (attached with --bridge before?)`,
+          EEXIST,
+        );
+      }
+      if (link === undefined) {
+        try {
+          native.closeFd(native.tapOpen(ifname, { netnsPath, persist: true }).fd);
+        } catch (err) {
+          throw wrap(err, op, netnsPath, ifname, "cannot create the TAP");
+        }
+        link = there.need(op, ifname);
+      }
+      const index = link.index;
+      there.request(op, ifname, () => buildSetLink({ index, mtu, up: true }));
+      const mac = there.need(op, ifname).address;
+      if (mac === undefined) {
+        throw new EndpointOpsError(op, netnsPath, ifname, "has no Ethernet address");
+      }
+      return { hostIf: undefined, ifname, mac, ifindex: index, existing };
+    });
+  }
+
+  /**
    * Adds address/prefix to `ifname` in the namespace, with its subnet's broadcast address
    * (none for /31, /32). False (and nothing done) when the interface already has exactly this
    * address and prefix length.
@@ -620,12 +659,12 @@ export class EndpointOps {
     return this.inNamespace(op, netnsPath, ifname, (there) => {
       const link = there.lookup(op, { name: ifname });
       if (link === undefined) return false;
-      if (link.kind !== "veth") {
+      if (link.kind !== "veth" && link.kind !== "tun") {
         throw new EndpointOpsError(
           op,
           netnsPath,
           ifname,
-          `is a ${link.kind ?? "plain"} interface, not a veth; not deleting it`,
+          `is a ${link.kind ?? "plain"} interface, not a veth or TAP; not deleting it`,
         );
       }
       try {

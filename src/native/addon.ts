@@ -18,6 +18,8 @@ export interface TapOptions {
   vnetHdr?: boolean;
   /** Network namespace file (e.g. /run/netns/foo) in which the TAP lives. */
   netnsPath?: string;
+  /** Make the TAP persistent (TUNSETPERSIST): it stays, with its addresses, when weft exits. */
+  persist?: boolean;
 }
 
 export interface UdpOptions {

@@ -78,7 +78,7 @@ export interface Report {
     /** The kernel bridge of the default network, in bridge mode. */
     Bridge?: string;
     /** Whether `weft attach` protects endpoints against spoofing (not `--allow-spoofing`). */
-    AntiSpoofing?: boolean;
+    AntiSpoofing: boolean;
     Networks: NetworkReport[];
     Routes: RouteReport[];
     Counters: Record<string, number>;

@@ -110,7 +110,8 @@ export function buildReport(
     Weft: {
       MTU: mtu,
       Datapath: bridge !== undefined ? "bridge" : "sleeve",
-      ...(bridge !== undefined ? { Bridge: bridge, AntiSpoofing: antiSpoofing } : {}),
+      ...(bridge !== undefined ? { Bridge: bridge } : {}),
+      AntiSpoofing: antiSpoofing,
       Networks: dataPlane.networks.all().map((n) => ({
         Name: n.name,
         VLAN: n.vlan,

@@ -8,6 +8,8 @@ import type { Network } from "./network.js";
 export interface LocalPort {
   readonly name: string;
   readonly network: Network;
+  /** An attached endpoint's anti-spoofing check: a frame it refuses never enters the switch. */
+  readonly guard?: { permits(buf: Buffer, offset: number, length: number): boolean } | undefined;
   enqueue(buf: Buffer, offset: number, length: number): void;
   flush(): void;
 }

@@ -93,6 +93,10 @@ export class Switch {
       this.counters.switch_dropped_tagged++;
       return;
     }
+    if (port.guard !== undefined && !port.guard.permits(buf, offset, length)) {
+      this.counters.switch_spoof_dropped++;
+      return;
+    }
     if (isGroupMacAt(buf, offset + ETH_ADDR_LEN)) return; // a group address is never a source
     network.macs.learn(readMac(buf, offset + ETH_ADDR_LEN), port, this.self, now);
     if (this.#filter !== undefined && !this.#filter.checkFrame(buf, offset, length, now)) {

@@ -10,6 +10,8 @@ export class Counters {
   switch_dropped_tagged = 0;
   /** Frames from the overlay whose 802.1Q tag names no network configured here. */
   switch_unknown_network = 0;
+  /** Frames from an attached endpoint's port with a MAC or address weft did not give it. */
+  switch_spoof_dropped = 0;
   /** Frames network policy dropped in the switch (see the policy status for why). */
   switch_policy_dropped = 0;
   /** Frames too large for the overlay MTU. */

@@ -3,7 +3,7 @@ import * as http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { handlePolicyRequest } from "../../../src/api/policy-api.js";
+import { handleResourceRequest } from "../../../src/api/resource-api.js";
 import {
   PolicyController,
   type KernelPolicyBackend,
@@ -282,7 +282,7 @@ describe("PolicyDirSource", () => {
 describe("policy API", () => {
   async function serve(controller: PolicyController): Promise<string> {
     const server = http.createServer((req, res) => {
-      if (!handlePolicyRequest(controller, req, res)) {
+      if (!handleResourceRequest("policy/endpoints", controller, req, res)) {
         res.writeHead(404);
         res.end();
       }

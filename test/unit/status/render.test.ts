@@ -244,6 +244,7 @@ describe("renderStatus", () => {
       Targets: ["198.18.0.2:6783", "198.18.0.9:6783"],
     }),
     Weft: {
+      AntiSpoofing: true,
       MTU: 1376,
       Datapath: "sleeve",
       Networks: [

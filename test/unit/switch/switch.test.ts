@@ -486,3 +486,19 @@ describe("Switch with a policy filter", () => {
     expect(counters.switch_policy_dropped).toBe(0);
   });
 });
+
+describe("Switch with a guarded port", () => {
+  it("drops and counts what the port's guard refuses, before learning anything from it", () => {
+    const guarded = Object.assign(new FakePort("g1", networks.defaultNetwork), {
+      guard: { permits: (buf: Buffer, offset: number) => buf[offset + 14] !== 0xdd },
+    });
+    sw.addPort(guarded);
+    sw.fromLocal(guarded, frame(BCAST, M9, "dd00"), 0, 16, 0);
+    expect(d1.frames).toEqual([]);
+    expect(overlay.calls).toEqual([]);
+    expect(counters.switch_spoof_dropped).toBe(1);
+    // M9 was not learned behind the guarded port: a frame for it still floods.
+    local(d1, frame(M9, M1));
+    expect(d2.frames).toHaveLength(1);
+  });
+});

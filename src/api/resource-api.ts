@@ -1,37 +1,39 @@
 import type * as http from "node:http";
-import type { LocalEndpoint } from "../policy/controller.js";
 
 /**
- * weft's own routes for network policy on the router API (Weave has none): the identities of this
- * host's endpoints, which `weft attach --label` and `weft label` register.
+ * weft's own JSON resources on the router API (Weave has none), each a collection keyed by an
+ * id (URL-encoded, e.g. `netns:/run/netns/x`):
  *
- *   GET    /policy/endpoints        → JSON list
- *   GET    /policy/endpoints/{id}   → JSON, or 404
- *   PUT    /policy/endpoints/{id}   ← JSON {namespace, name, labels, ips, ports, datapath} → 200
- *   DELETE /policy/endpoints/{id}   → 204 (404 if unknown)
+ *   GET    /{path}        → JSON list
+ *   GET    /{path}/{id}   → JSON, or 404
+ *   PUT    /{path}/{id}   ← JSON → 200 with what was stored; 400 with a message naming the field
+ *   DELETE /{path}/{id}   → 204 (404 if unknown)
  *
- * `{id}` is URL-encoded (`netns:/run/netns/x`). A body that does not check out is refused with
- * 400 and a message that names the field.
+ * Used for `/policy/endpoints` (endpoints' policy identities, from `weft attach --label` and
+ * `weft label`) and `/ports` (endpoints `weft attach` put on the userspace switch).
  */
-export interface PolicyService {
-  list(): LocalEndpoint[];
-  get(id: string): LocalEndpoint | undefined;
+export interface ResourceService<T> {
+  list(): unknown[];
+  get?(id: string): T | undefined;
   /** Throws an Error whose message says what is wrong with the body. */
-  put(id: string, body: unknown): LocalEndpoint;
+  put(id: string, body: unknown): T;
   remove(id: string): boolean;
 }
 
 const MAX_BODY = 256 * 1024;
 
-/** Handles the policy routes; false for a path that is not one of them. */
-export function handlePolicyRequest(
-  service: PolicyService,
+/** Handles the routes of the resource at `/{path}` (e.g. "policy/endpoints"); false otherwise. */
+export function handleResourceRequest<T>(
+  path: string,
+  service: ResourceService<T>,
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): boolean {
   const url = new URL(req.url ?? "/", "http://localhost");
-  const parts = url.pathname.split("/").slice(1);
-  if (parts[0] !== "policy" || parts[1] !== "endpoints" || parts.length > 3) return false;
+  const prefix = `/${path}`;
+  if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return false;
+  const rest = url.pathname.slice(prefix.length + 1);
+  if (rest.includes("/")) return false;
   const send = (status: number, body: unknown): void => {
     const json = typeof body !== "string";
     res.writeHead(status, {
@@ -41,28 +43,28 @@ export function handlePolicyRequest(
   };
   let id: string | undefined;
   try {
-    id = parts[2] === undefined ? undefined : decodeURIComponent(parts[2]);
+    id = rest === "" ? undefined : decodeURIComponent(rest);
   } catch {
-    send(400, "bad endpoint id\n");
+    send(400, "bad id\n");
     return true;
   }
   const method = req.method ?? "GET";
   if (id === undefined) {
     if (method === "GET") send(200, service.list());
-    else send(405, `${method} /policy/endpoints: use GET\n`);
+    else send(405, `${method} ${prefix}: use GET\n`);
     return true;
   }
-  const endpointId = id;
+  const key = id;
   switch (method) {
     case "GET": {
-      const found = service.get(endpointId);
-      if (found === undefined) send(404, `no endpoint ${endpointId}\n`);
+      const found = service.get?.(key);
+      if (found === undefined) send(404, `no ${path} entry ${key}\n`);
       else send(200, found);
       return true;
     }
     case "DELETE":
-      if (service.remove(endpointId)) send(204, "");
-      else send(404, `no endpoint ${endpointId}\n`);
+      if (service.remove(key)) send(204, "");
+      else send(404, `no ${path} entry ${key}\n`);
       return true;
     case "PUT": {
       let body = "";
@@ -86,7 +88,7 @@ export function handlePolicyRequest(
           return;
         }
         try {
-          send(200, service.put(endpointId, parsed));
+          send(200, service.put(key, parsed));
         } catch (err) {
           send(400, `${(err as Error).message}\n`);
         }
@@ -94,7 +96,7 @@ export function handlePolicyRequest(
       return true;
     }
     default:
-      send(405, `${method} /policy/endpoints/{id}: use GET, PUT or DELETE\n`);
+      send(405, `${method} ${prefix}/{id}: use GET, PUT or DELETE\n`);
       return true;
   }
 }
