@@ -6,6 +6,7 @@
  * pass; so do other EtherTypes (IPv6), as on the bridge. A tagged frame is refused: an endpoint
  * on an access port has no business sending one, and the checks could not see inside it.
  */
+import { parseAddress } from "../ipam/address.js";
 import { ETH_ADDR_LEN, ETH_HEADER_LEN, etherTypeAt, isVlanEtherType } from "../wire/ethernet.js";
 
 const ETHERTYPE_IPV4 = 0x0800;
@@ -21,21 +22,13 @@ function macBytes(mac: string): Buffer {
   return Buffer.from(mac.replace(/:/g, ""), "hex");
 }
 
-function ipv4Number(ip: string): number {
-  const parts = ip.split(".");
-  if (parts.length !== 4 || parts.some((p) => !/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/.test(p))) {
-    throw new RangeError(`bad IPv4 address ${ip}`);
-  }
-  return parts.reduce((n, p) => n * 256 + Number(p), 0);
-}
-
 export class EndpointGuard {
   readonly #mac: Buffer;
   readonly #ips: Set<number>;
 
   constructor(mac: string, ips: readonly string[]) {
     this.#mac = macBytes(mac);
-    this.#ips = new Set(ips.map(ipv4Number));
+    this.#ips = new Set(ips.map((ip) => parseAddress(ip, "endpoint address")));
   }
 
   /** True when the frame may enter the switch. */

@@ -75,6 +75,6 @@ describe("EndpointGuard", () => {
 
   it("refuses a bad MAC or address when made", () => {
     expect(() => new EndpointGuard("02:aa", [])).toThrow(/bad MAC/);
-    expect(() => new EndpointGuard(MAC, ["198.18.9"])).toThrow(/bad IPv4/);
+    expect(() => new EndpointGuard(MAC, ["198.18.9"])).toThrow(/invalid endpoint address "198.18.9"/);
   });
 });
