@@ -366,7 +366,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
     const { startPolicy } = await import("./policy-launch.js");
     policy = await startPolicy({
       config: config.policy ?? {},
-      bridge: config.bridge,
+      bridges: config.bridge === undefined ? [] : [config.bridge, ...bridges.values()],
       dataDir: config.dataDir,
       self: identity.name,
       router,

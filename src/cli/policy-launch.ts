@@ -65,10 +65,12 @@ function enableBridgeNetfilter(log: Logger): void {
   log.info("turned on bridge-nf-call-iptables for network policy on the bridge");
 }
 
-async function kernelBackend(bridge: string, log: Logger): Promise<KernelPolicyBackend> {
+/** `bridges`: every kernel bridge endpoints sit on (the default network's, then others'). */
+async function kernelBackend(bridges: string[], log: Logger): Promise<KernelPolicyBackend> {
   const { NpcApplier } = await import("../policy/npc/apply.js");
   const { planNpc } = await import("../policy/npc/plan.js");
-  const options = { bridge, routerPort: [nodePortName(bridge), TUNNEL_PATTERN] };
+  // Towards other hosts: Node's TAP on each bridge, and the default bridge's VXLAN tunnels.
+  const options = { bridge: bridges, routerPort: [...bridges.map(nodePortName), TUNNEL_PATTERN] };
   const applier = new NpcApplier(options);
   const removed = await applier.cleanup();
   if (removed.length > 0)
@@ -84,7 +86,8 @@ async function kernelBackend(bridge: string, log: Logger): Promise<KernelPolicyB
 
 export async function startPolicy(opts: {
   config: PolicyConfig;
-  bridge: string | undefined;
+  /** Bridge mode: every kernel bridge, the default network's first; empty otherwise. */
+  bridges: string[];
   dataDir: string;
   self: PeerName;
   router: Router;
@@ -109,7 +112,7 @@ export async function startPolicy(opts: {
   });
 
   const kernel =
-    enforcing && opts.bridge !== undefined ? await kernelBackend(opts.bridge, log) : undefined;
+    enforcing && opts.bridges.length > 0 ? await kernelBackend(opts.bridges, log) : undefined;
   let sourceStatus: () => PolicySourceStatus = () => ({ source: "none", healthy: true });
   const stops: (() => void)[] = [];
   const live = new PolicyController({
@@ -121,7 +124,7 @@ export async function startPolicy(opts: {
     ...(kernel !== undefined ? { kernel } : {}),
     log,
     sourceStatus: () => sourceStatus(),
-    sourceLocalsOnSwitch: opts.bridge === undefined,
+    sourceLocalsOnSwitch: opts.bridges.length === 0,
   });
   listener.directoryChanged = () => live.directoryChanged();
 

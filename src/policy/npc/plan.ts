@@ -132,8 +132,11 @@ export interface NpcPlan {
 }
 
 export interface NpcOptions {
-  /** The bridge the endpoints are on. Default "weave". */
-  readonly bridge?: string;
+  /**
+   * The bridge the endpoints are on (default "weave"), or several: weft has one per network in
+   * bridge mode.
+   */
+  readonly bridge?: string | readonly string[];
   /**
    * The bridge port towards other nodes: traffic out of it is not ingress-checked here, traffic
    * in from it not egress-checked (each node checks its own end). A trailing `+` is an
@@ -176,43 +179,66 @@ function checkIfName(what: string, name: string, wildcard: boolean): string | un
 }
 
 interface ResolvedOptions {
-  readonly bridge: string;
+  readonly bridges: readonly string[];
   /** weft has two kinds of port towards other nodes: Node's TAP and the VXLAN tunnels. */
   readonly routerPorts: readonly string[];
   readonly allowMulticast: boolean;
 }
 
 function resolvedOptions(opts: NpcOptions): ResolvedOptions {
-  const bridge = opts.bridge ?? "weave";
+  const givenBridge = opts.bridge ?? "weave";
+  const bridges = typeof givenBridge === "string" ? [givenBridge] : [...givenBridge];
   const given = opts.routerPort ?? "vethwe-bridge";
   const routerPorts = typeof given === "string" ? [given] : [...given];
   const issues = [
-    checkIfName("bridge", bridge, false),
+    ...bridges.map((bridge) => checkIfName("bridge", bridge, false)),
+    bridges.length === 0 ? "no bridge" : undefined,
     ...routerPorts.map((port) => checkIfName("router port", port, true)),
     routerPorts.length === 0 ? "no router port" : undefined,
   ].filter((i): i is string => i !== undefined);
   if (issues.length > 0) throw new NpcPlanError(issues);
-  return { bridge, routerPorts, allowMulticast: opts.allowMulticast ?? true };
+  return { bridges, routerPorts, allowMulticast: opts.allowMulticast ?? true };
 }
 
-/** The hook rules of spec 7 for `bridge`, in order: INPUT's, then FORWARD's. */
+/**
+ * The hook rules of spec 7, in order: INPUT's, then FORWARD's. With several bridges each step
+ * is taken for all of them before the next, so that traffic routed from one bridge to another
+ * meets the egress check of the first and the ingress check of the second before any bridge's
+ * "leaving the bridge: accept" rule; with one bridge this is exactly Weave's list.
+ */
 export function hookRules(opts: NpcOptions = {}): NpcRule[] {
-  const { bridge: b } = resolvedOptions(opts);
+  const { bridges } = resolvedOptions(opts);
   const comment = ["-m", "comment", "--comment", HOOK_COMMENT];
+  const each = (rule: (b: string) => NpcRule[]): NpcRule[] => bridges.flatMap(rule);
   return [
-    { chain: "INPUT", args: ["-i", b, "-j", EGRESS_CHAIN] },
-    { chain: "FORWARD", args: ["-i", b, ...comment, "-j", EGRESS_CHAIN] },
-    { chain: "FORWARD", args: ["-o", b, ...comment, "-j", NPC_CHAIN] },
-    {
-      chain: "FORWARD",
-      args: ["-o", b, "-m", "state", "--state", "NEW", "-j", "NFLOG", "--nflog-group", NFLOG_GROUP],
-    },
-    { chain: "FORWARD", args: ["-o", b, "-j", "DROP"] },
-    { chain: "FORWARD", args: ["-i", b, "!", "-o", b, "-j", "ACCEPT"] },
-    {
-      chain: "FORWARD",
-      args: ["-o", b, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-    },
+    ...each((b) => [{ chain: "INPUT", args: ["-i", b, "-j", EGRESS_CHAIN] }]),
+    ...each((b) => [{ chain: "FORWARD", args: ["-i", b, ...comment, "-j", EGRESS_CHAIN] }]),
+    ...each((b) => [
+      { chain: "FORWARD", args: ["-o", b, ...comment, "-j", NPC_CHAIN] },
+      {
+        chain: "FORWARD",
+        args: [
+          "-o",
+          b,
+          "-m",
+          "state",
+          "--state",
+          "NEW",
+          "-j",
+          "NFLOG",
+          "--nflog-group",
+          NFLOG_GROUP,
+        ],
+      },
+      { chain: "FORWARD", args: ["-o", b, "-j", "DROP"] },
+    ]),
+    ...each((b) => [{ chain: "FORWARD", args: ["-i", b, "!", "-o", b, "-j", "ACCEPT"] }]),
+    ...each((b) => [
+      {
+        chain: "FORWARD",
+        args: ["-o", b, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+      },
+    ]),
   ];
 }
 

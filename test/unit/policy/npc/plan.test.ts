@@ -88,6 +88,31 @@ describe("hooks", () => {
     expect(() => planNpc({ policies: [] }, { routerPort: [] })).toThrow(/no router port/);
   });
 
+  it("hooks several bridges step by step, so routed traffic meets both checks before an accept", () => {
+    const hooks = hookRules({ bridge: ["weave", "weave-red"] }).map(
+      (h) => `${h.chain} ${h.args.slice(0, 3).join(" ")} ${h.args.at(-1)}`,
+    );
+    expect(hooks).toEqual([
+      "INPUT -i weave -j WEAVE-NPC-EGRESS",
+      "INPUT -i weave-red -j WEAVE-NPC-EGRESS",
+      "FORWARD -i weave -m WEAVE-NPC-EGRESS",
+      "FORWARD -i weave-red -m WEAVE-NPC-EGRESS",
+      "FORWARD -o weave -m WEAVE-NPC",
+      "FORWARD -o weave -m 86",
+      "FORWARD -o weave -j DROP",
+      "FORWARD -o weave-red -m WEAVE-NPC",
+      "FORWARD -o weave-red -m 86",
+      "FORWARD -o weave-red -j DROP",
+      "FORWARD -i weave ! ACCEPT",
+      "FORWARD -i weave-red ! ACCEPT",
+      "FORWARD -o weave -m ACCEPT",
+      "FORWARD -o weave-red -m ACCEPT",
+    ]);
+    // One bridge: Weave's list exactly.
+    expect(hookRules({ bridge: ["weave"] })).toEqual(hookRules({ bridge: "weave" }));
+    expect(() => hookRules({ bridge: [] })).toThrow(/no bridge/);
+  });
+
   it("takes several router ports (weft: Node's TAP and the VXLAN tunnels), one rule each", () => {
     const plan = planNpc({ policies: [] }, { routerPort: ["weave-dp", "weftvx+"] });
     const physdev = plan.rules
