@@ -852,5 +852,6 @@ export function planNpc(input: NpcInput, opts: NpcOptions = {}): NpcPlan {
     }
   }
   planner.defaults(selected);
-  return planner.result(staticRules(o, anyEgress), hookRules(o));
+  // The caller's options, not the resolved ones: hookRules resolves them itself.
+  return planner.result(staticRules(o, anyEgress), hookRules(opts));
 }

@@ -113,6 +113,15 @@ describe("hooks", () => {
     expect(() => hookRules({ bridge: [] })).toThrow(/no bridge/);
   });
 
+  it("plans its hooks on the configured bridges, not the default one", () => {
+    const plan = planNpc({ policies: [] }, { bridge: ["weftbr", "weftbr-red"] });
+    expect(plan.hooks).toEqual(hookRules({ bridge: ["weftbr", "weftbr-red"] }));
+    expect(plan.hooks.some((h) => h.args.includes("weave"))).toBe(false);
+    expect(planNpc({ policies: [] }, { bridge: "weftbr" }).hooks).toEqual(
+      hookRules({ bridge: "weftbr" }),
+    );
+  });
+
   it("takes several router ports (weft: Node's TAP and the VXLAN tunnels), one rule each", () => {
     const plan = planNpc({ policies: [] }, { routerPort: ["weave-dp", "weftvx+"] });
     const physdev = plan.rules
