@@ -116,7 +116,7 @@ export interface EnforcerStats {
   conntrack: { entries: number; evicted: number; expired: number };
 }
 
-function protocolName(protocol: number): string {
+export function protocolName(protocol: number): string {
   switch (protocol) {
     case IPPROTO_TCP:
       return "TCP";
@@ -133,6 +133,65 @@ function protocolName(protocol: number): string {
 
 function isMulticast(address: number): boolean {
   return address >>> 28 === 0xe;
+}
+
+/** The verdict on one direction of a flow, and the denied flow when it denies. */
+export interface DirectionJudgement {
+  readonly direction: Direction;
+  readonly verdict: Verdict;
+  readonly denied?: DeniedFlow;
+}
+
+function flowEnd(endpoints: EndpointRegistry, address: number): FlowEnd {
+  const ip = formatAddress(address);
+  const endpoint = endpoints.owner(address);
+  return endpoint === undefined ? { ip } : { ip, endpoint };
+}
+
+/**
+ * Judges the flow of `pkt` in the directions `roles` (from `endpoints.localRoles`) names:
+ * ingress into a local destination first, then egress out of a local source. Shared by the
+ * userspace enforcer and the record of the kernel path's drops, so both name a denial alike.
+ */
+export function judgeFlow(
+  matcher: PolicyMatcher,
+  endpoints: EndpointRegistry,
+  pkt: ParsedPacket,
+  roles: number,
+  now: number,
+): DirectionJudgement[] {
+  const src = flowEnd(endpoints, pkt.src);
+  const dst = flowEnd(endpoints, pkt.dst);
+  const protocol = protocolName(pkt.protocol);
+  const port = pkt.hasPorts ? pkt.dstPort : undefined;
+  const decision = matcher.decide({
+    src,
+    dst,
+    protocol,
+    ...(port !== undefined ? { port } : {}),
+  });
+  const directions: [Direction, Verdict, FlowEnd][] = [];
+  if ((roles & DST_LOCAL) !== 0) directions.push(["ingress", decision.ingress, dst]);
+  if ((roles & SRC_LOCAL) !== 0) directions.push(["egress", decision.egress, src]);
+  return directions.map(([direction, verdict, target]) => {
+    if (verdict.allowed) return { direction, verdict };
+    const ep = target.endpoint as EnforcedEndpoint; // a local end is an endpoint
+    return {
+      direction,
+      verdict,
+      denied: {
+        time: now,
+        direction,
+        from: src.ip,
+        to: dst.ip,
+        protocol,
+        ...(port !== undefined ? { port } : {}),
+        namespace: ep.namespace,
+        endpoint: ep.name,
+        policies: verdict.policies,
+      },
+    };
+  });
 }
 
 export class PolicyEnforcer {
@@ -295,51 +354,21 @@ export class PolicyEnforcer {
   private judge(pkt: ParsedPacket, roles: number, now: number): boolean {
     this.evaluated++;
     const matcher = this.matcher ?? this.compile();
-    const src = this.flowEnd(pkt.src);
-    const dst = this.flowEnd(pkt.dst);
-    const protocol = protocolName(pkt.protocol);
-    const port = pkt.hasPorts ? pkt.dstPort : undefined;
-    const decision = matcher.decide({
-      src,
-      dst,
-      protocol,
-      ...(port !== undefined ? { port } : {}),
-    });
     let allowed = true;
-    const directions: [Direction, Verdict, FlowEnd][] = [];
-    if ((roles & DST_LOCAL) !== 0) directions.push(["ingress", decision.ingress, dst]);
-    if ((roles & SRC_LOCAL) !== 0) directions.push(["egress", decision.egress, src]);
-    for (const [direction, verdict, target] of directions) {
+    for (const { verdict, denied } of judgeFlow(matcher, this.endpoints, pkt, roles, now)) {
       for (const key of verdict.policies) {
         const counters = this.perPolicy.get(key);
         if (counters === undefined) continue;
         if (verdict.allowed) counters.allowed++;
         else counters.denied++;
       }
-      if (verdict.allowed) continue;
+      if (denied === undefined) continue;
       allowed = false;
-      const ep = target.endpoint as EnforcedEndpoint; // a local end is an endpoint
-      this.denyLog.record({
-        time: now,
-        direction,
-        from: src.ip,
-        to: dst.ip,
-        protocol,
-        ...(port !== undefined ? { port } : {}),
-        namespace: ep.namespace,
-        endpoint: ep.name,
-        policies: verdict.policies,
-      });
+      this.denyLog.record(denied);
     }
     if (allowed) this.allowed++;
     else this.deniedTotal++;
     return allowed;
-  }
-
-  private flowEnd(address: number): FlowEnd {
-    const ip = formatAddress(address);
-    const endpoint = this.endpoints.owner(address);
-    return endpoint === undefined ? { ip } : { ip, endpoint };
   }
 
   private compile(): PolicyMatcher {
