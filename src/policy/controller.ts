@@ -9,6 +9,9 @@
  * - the kernel backend (Weave-NPC's iptables and ipsets) for endpoints on a kernel bridge
  *   (`datapath: "kernel"`), whose frames may never reach Node (fast datapath).
  *
+ * The kernel path's drops, logged to NFLOG group 86 and handed in by `recordKernelDenied`, are
+ * named against the same picture (nflog-denials.ts); status shows both paths' denied flows.
+ *
  * Changes are coalesced (a short debounce), so a burst of label changes or a reload costs one
  * recompute. The local registry is persisted under the data directory, so that a restart keeps
  * every endpoint's labels.
@@ -22,6 +25,7 @@ import type { PolicyEnforcer } from "./enforcer.js";
 import { endpointKey, type EnforcedEndpoint } from "./endpoints.js";
 import { compilePolicies } from "./matcher.js";
 import { policyKey, type Endpoint, type Namespace, type NetworkPolicy } from "./model.js";
+import { KernelDenials } from "./nflog-denials.js";
 
 /** Which enforcer judges an endpoint's traffic. */
 export type EndpointDatapath = "switch" | "kernel";
@@ -80,8 +84,11 @@ export interface PolicyStatus {
   }[];
   readonly remoteEndpoints: number;
   readonly kernel: { readonly applied: number; readonly error?: string } | undefined;
+  /** Both paths' last denied flows, oldest first. */
   readonly lastDenied: readonly {
     readonly at: string;
+    /** Which enforcer dropped it: the userspace switch, or iptables on the kernel bridge. */
+    readonly path: EndpointDatapath;
     readonly direction: string;
     readonly namespace: string;
     readonly endpoint: string;
@@ -116,6 +123,8 @@ export interface PolicyControllerOptions {
 
 const REGISTRY_VERSION = 1;
 const MAX_LOCAL_ENDPOINTS = 4096;
+/** Denied flows in status, both paths together (each path keeps as many). */
+const MAX_LAST_DENIED = 256;
 
 export class PolicyError extends Error {}
 
@@ -128,12 +137,17 @@ export class PolicyController {
   #kernelError: string | undefined;
   #kernelBusy: Promise<void> = Promise.resolve();
   #enforced = new Map<string, EnforcedEndpoint>();
+  readonly #kernelDenials: KernelDenials;
   /** The endpoints of this host, whichever path enforces them (for status). */
   #hereKeys = new Set<string>();
   #stopped = false;
 
   constructor(opts: PolicyControllerOptions) {
     this.#opts = opts;
+    const log = opts.log;
+    this.#kernelDenials = new KernelDenials({
+      log: { info: (msg, fields) => log.info(msg, { ...fields, path: "kernel" }) },
+    });
     this.#load();
   }
 
@@ -225,8 +239,18 @@ export class PolicyController {
     if (changed) this.#changedLocal();
   }
 
+  /**
+   * A packet iptables dropped on the kernel path (the IPv4 packet, as NFLOG logged it): counted
+   * against the policies that deny it here, and recorded as a denied flow.
+   */
+  recordKernelDenied(packet: Uint8Array): void {
+    this.#kernelDenials.record(packet);
+  }
+
   status(): PolicyStatus {
     const stats = this.#opts.enforcer.stats();
+    const kernelDenied = this.#kernelDenials.deniedPerPolicy();
+    const kernelStats = this.#kernelDenials.stats();
     const matcher = compilePolicies({
       policies: this.#source.policies,
       namespaces: this.#source.namespaces,
@@ -245,7 +269,8 @@ export class PolicyController {
           .map((e) => endpointKey(e))
           .sort();
         const counts = stats.perPolicy.get(name);
-        return { name, selects, allowed: counts?.allowed ?? 0, denied: counts?.denied ?? 0 };
+        const denied = (counts?.denied ?? 0) + (kernelDenied.get(name) ?? 0);
+        return { name, selects, allowed: counts?.allowed ?? 0, denied };
       });
     return {
       source: this.#opts.sourceStatus(),
@@ -265,17 +290,24 @@ export class PolicyController {
               applied: this.#kernelApplied,
               ...(this.#kernelError !== undefined ? { error: this.#kernelError } : {}),
             },
-      lastDenied: this.#opts.enforcer.lastDenied().map((d) => ({
-        at: new Date(d.time).toISOString(),
-        direction: d.direction,
-        namespace: d.namespace,
-        endpoint: d.endpoint,
-        policies: d.policies,
-        from: d.from,
-        to: d.to,
-        protocol: d.protocol,
-        ...(d.port !== undefined ? { port: d.port } : {}),
-      })),
+      lastDenied: [
+        ...this.#opts.enforcer.lastDenied().map((d) => ({ ...d, path: "switch" as const })),
+        ...this.#kernelDenials.lastDenied().map((d) => ({ ...d, path: "kernel" as const })),
+      ]
+        .sort((a, b) => a.time - b.time)
+        .slice(-MAX_LAST_DENIED)
+        .map((d) => ({
+          at: new Date(d.time).toISOString(),
+          path: d.path,
+          direction: d.direction,
+          namespace: d.namespace,
+          endpoint: d.endpoint,
+          policies: d.policies,
+          from: d.from,
+          to: d.to,
+          protocol: d.protocol,
+          ...(d.port !== undefined ? { port: d.port } : {}),
+        })),
       counters: {
         evaluated: stats.evaluated,
         allowed: stats.allowed,
@@ -284,6 +316,10 @@ export class PolicyController {
         conntrackEntries: stats.conntrack.entries,
         conntrackEvicted: stats.conntrack.evicted,
         denyLogSuppressed: stats.denyLog.suppressed,
+        kernelLogged: kernelStats.received,
+        kernelDenied: kernelStats.recorded,
+        kernelUnattributed: kernelStats.unattributed + kernelStats.unreadable,
+        kernelDenyLogSuppressed: kernelStats.denyLog.suppressed,
       },
     };
   }
@@ -309,17 +345,25 @@ export class PolicyController {
   #recompute(): void {
     const { enforcer } = this.#opts;
     enforcer.setPolicies(this.#source.policies, this.#source.namespaces);
+    this.#kernelDenials.setPolicies(this.#source.policies, this.#source.namespaces);
     const next = new Map<string, EnforcedEndpoint>();
-    const add = (ep: Endpoint, local: boolean): void => {
+    // The same endpoints as the kernel path sees them: local where iptables judges them.
+    const onKernel = new Map<string, EnforcedEndpoint>();
+    const add = (ep: Endpoint, path: EndpointDatapath | undefined): void => {
       const key = endpointKey(ep);
       // Ours first: what this host registered wins over what others say of the same name.
-      if (!next.has(key)) next.set(key, { ...ep, local });
+      if (next.has(key)) return;
+      next.set(key, { ...ep, local: path === "switch" });
+      onKernel.set(key, { ...ep, local: path === "kernel" });
     };
-    for (const l of this.#locals.values()) add(l.endpoint, l.datapath === "switch");
-    const onSwitch = this.#opts.sourceLocalsOnSwitch === true;
-    for (const ep of this.#source.endpoints ?? []) add(ep, onSwitch && ep.local === true);
-    for (const ep of this.#opts.directory.remoteEndpoints()) add(ep, false);
+    for (const l of this.#locals.values()) add(l.endpoint, l.datapath);
+    const sourcePath = this.#opts.sourceLocalsOnSwitch === true ? "switch" : "kernel";
+    for (const ep of this.#source.endpoints ?? []) {
+      add(ep, ep.local === true ? sourcePath : undefined);
+    }
+    for (const ep of this.#opts.directory.remoteEndpoints()) add(ep, undefined);
     enforcer.setEndpoints([...next.values()]);
+    this.#kernelDenials.setEndpoints([...onKernel.values()]);
     this.#enforced = next;
     this.#hereKeys = new Set([
       ...[...this.#locals.values()].map((l) => endpointKey(l.endpoint)),

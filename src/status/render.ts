@@ -235,9 +235,13 @@ export function renderPolicy(report: Report): string {
       lines.push(`${i === 0 ? "  error: " : "         "}${line}`);
     }
   }
+  const c = p.counters;
   if (p.kernel !== undefined) {
     lines.push(
       `Kernel path (iptables, ipsets): applied ${p.kernel.applied} times${p.kernel.error !== undefined ? `; last error: ${p.kernel.error}` : ""}`,
+    );
+    lines.push(
+      `  drops logged ${c["kernelLogged"] ?? 0}: denied ${c["kernelDenied"] ?? 0}, not attributed to a policy ${c["kernelUnattributed"] ?? 0}`,
     );
   }
   lines.push(`Policies: ${p.policies.length}`);
@@ -256,7 +260,6 @@ export function renderPolicy(report: Report): string {
       `  ${e.name}  ${e.datapath}  ${e.ips.join(" ") || "-"}  ${labels || "-"}  (${e.id})`,
     );
   }
-  const c = p.counters;
   lines.push(
     `Flows: judged ${c["evaluated"] ?? 0}, allowed ${c["allowed"] ?? 0}, denied ${c["denied"] ?? 0}; tracked ${c["conntrackEntries"] ?? 0} (evicted ${c["conntrackEvicted"] ?? 0})`,
   );
@@ -264,7 +267,7 @@ export function renderPolicy(report: Report): string {
   for (const d of p.lastDenied.slice(-20)) {
     const port = d.port !== undefined ? `/${d.port}` : "";
     lines.push(
-      `  ${d.at}  ${d.direction} ${d.namespace}/${d.endpoint}  ${d.from} -> ${d.to} ${d.protocol}${port}  (${d.policies.join(" ")})`,
+      `  ${d.at}  ${d.path} ${d.direction} ${d.namespace}/${d.endpoint}  ${d.from} -> ${d.to} ${d.protocol}${port}  (${d.policies.join(" ")})`,
     );
   }
   return lines.join("\n") + "\n";
