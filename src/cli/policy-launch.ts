@@ -1,7 +1,8 @@
 /**
  * Starting network policy in `weft launch`: the userspace enforcer on the switch, the endpoint
  * directory on the mesh, the registry the router API fills, the policy source (`--policy-dir` or
- * Kubernetes) and, in bridge mode, Weave-NPC's iptables on the kernel path.
+ * Kubernetes) and, in bridge mode, Weave-NPC's iptables on the kernel path, whose drops are read
+ * back from NFLOG group 86 (once the first ruleset is in) so that status shows them.
  *
  * Without a source the registry and directory still run (other peers' policies may select this
  * host's endpoints), but nothing here judges a frame: the switch gets no filter and no iptables
@@ -22,6 +23,7 @@ import {
 } from "../policy/controller.js";
 import { ENDPOINTS_CHANNEL, EndpointDirectory } from "../policy/endpoint-directory.js";
 import { PolicyEnforcer } from "../policy/enforcer.js";
+import type { NflogReader, NflogReaderStats } from "../policy/nflog-reader.js";
 import { PolicyDirSource } from "../policy/policy-dir.js";
 import { nodePortName } from "./options.js";
 
@@ -65,10 +67,23 @@ function enableBridgeNetfilter(log: Logger): void {
   log.info("turned on bridge-nf-call-iptables for network policy on the bridge");
 }
 
-/** `bridges`: every kernel bridge endpoints sit on (the default network's, then others'). */
-async function kernelBackend(bridges: string[], log: Logger): Promise<KernelPolicyBackend> {
+interface KernelPath extends KernelPolicyBackend {
+  /** The drop log's counters, once it reads. */
+  dropLogStats(): NflogReaderStats | undefined;
+}
+
+/**
+ * `bridges`: every kernel bridge endpoints sit on (the default network's, then others').
+ * `onDrop` gets each packet the rules drop and log, once the first apply is done.
+ */
+async function kernelBackend(
+  bridges: string[],
+  log: Logger,
+  onDrop: (packet: Uint8Array) => void,
+): Promise<KernelPath> {
   const { NpcApplier } = await import("../policy/npc/apply.js");
   const { planNpc } = await import("../policy/npc/plan.js");
+  const { NflogReader, heldElsewhere } = await import("../policy/nflog-reader.js");
   // Towards other hosts: Node's TAP on each bridge, and the default bridge's VXLAN tunnels.
   const options = { bridge: bridges, routerPort: [...bridges.map(nodePortName), TUNNEL_PATTERN] };
   const applier = new NpcApplier(options);
@@ -76,11 +91,36 @@ async function kernelBackend(bridges: string[], log: Logger): Promise<KernelPoli
   if (removed.length > 0)
     log.info("removed network policy rules left over", { removed: removed.length });
   enableBridgeNetfilter(log);
+  let reader: NflogReader | undefined;
+  let tried = false;
+  // Without the drop log, policy is enforced all the same; only status misses the drops.
+  const openDropLog = (): void => {
+    tried = true;
+    try {
+      reader = new NflogReader({
+        onPacket: (p) => onDrop(p.payload),
+        onError: (err) =>
+          log.warn("stopped reading the kernel path's drops", { error: err.message }),
+      });
+    } catch (err) {
+      log.warn(
+        heldElsewhere(err)
+          ? "NFLOG group 86 is held by another process (weave-npc's ulogd?): status will not show the kernel path's denied flows"
+          : "cannot read NFLOG group 86: status will not show the kernel path's denied flows",
+        { error: (err as Error).message },
+      );
+    }
+  };
   return {
-    apply: (input) => applier.apply(planNpc(input, options)),
+    apply: async (input) => {
+      await applier.apply(planNpc(input, options));
+      if (!tried) openDropLog();
+    },
     cleanup: async () => {
+      reader?.close();
       await applier.cleanup();
     },
+    dropLogStats: () => (reader === undefined ? undefined : { ...reader.stats }),
   };
 }
 
@@ -111,8 +151,11 @@ export async function startPolicy(opts: {
     for (const name of names) directory.forgetPeer(name);
   });
 
+  const drops: { record?: (packet: Uint8Array) => void } = {};
   const kernel =
-    enforcing && opts.bridges.length > 0 ? await kernelBackend(opts.bridges, log) : undefined;
+    enforcing && opts.bridges.length > 0
+      ? await kernelBackend(opts.bridges, log, (packet) => drops.record?.(packet))
+      : undefined;
   let sourceStatus: () => PolicySourceStatus = () => ({ source: "none", healthy: true });
   const stops: (() => void)[] = [];
   const live = new PolicyController({
@@ -127,6 +170,7 @@ export async function startPolicy(opts: {
     sourceLocalsOnSwitch: opts.bridges.length === 0,
   });
   listener.directoryChanged = () => live.directoryChanged();
+  drops.record = (packet) => live.recordKernelDenied(packet);
 
   if (config.dir !== undefined) {
     const source = new PolicyDirSource(config.dir, (state) => live.setSource(state), log);
@@ -164,7 +208,17 @@ export async function startPolicy(opts: {
   });
   return {
     controller: live,
-    status: () => live.status(),
+    status: () => {
+      const status = live.status();
+      const dropLog = kernel?.dropLogStats();
+      if (dropLog === undefined) return status;
+      const counters = {
+        ...status.counters,
+        kernelLogMalformed: dropLog.malformed,
+        kernelLogOverruns: dropLog.overruns,
+      };
+      return { ...status, counters };
+    },
     async stop() {
       clearInterval(sweep);
       for (const stop of stops) stop();
