@@ -68,6 +68,17 @@ export interface KernelPolicyBackend {
 
 export interface PolicyStatus {
   readonly source: PolicySourceStatus;
+  /**
+   * How many times a change (policies, labels, endpoints here or elsewhere) has been handed to
+   * the enforcers, and when last: a change shows up here once it judges new flows.
+   */
+  readonly generation: number;
+  readonly appliedAt?: string;
+  /** Namespace labels in force (from `kind: Namespace` manifests or Kubernetes). */
+  readonly namespaces: readonly {
+    readonly name: string;
+    readonly labels: Readonly<Record<string, string>>;
+  }[];
   readonly policies: {
     readonly name: string;
     /** The local endpoints it selects, `namespace/name`. */
@@ -140,6 +151,10 @@ export class PolicyController {
   readonly #kernelDenials: KernelDenials;
   /** The endpoints of this host, whichever path enforces them (for status). */
   #hereKeys = new Set<string>();
+  #policiesChanged = true;
+  /** Recomputes handed to the enforcers so far, and when the last one was: for status. */
+  #generation = 0;
+  #appliedAt: Date | undefined;
   #stopped = false;
 
   constructor(opts: PolicyControllerOptions) {
@@ -168,6 +183,9 @@ export class PolicyController {
   }
 
   setSource(state: PolicySourceState): void {
+    if (state.policies !== this.#source.policies || state.namespaces !== this.#source.namespaces) {
+      this.#policiesChanged = true;
+    }
     this.#source = state;
     this.#schedule();
   }
@@ -274,6 +292,9 @@ export class PolicyController {
       });
     return {
       source: this.#opts.sourceStatus(),
+      generation: this.#generation,
+      ...(this.#appliedAt !== undefined ? { appliedAt: this.#appliedAt.toISOString() } : {}),
+      namespaces: this.#source.namespaces.map((n) => ({ name: n.name, labels: n.labels })),
       policies,
       endpoints: this.list().map((l) => ({
         id: l.id,
@@ -344,8 +365,12 @@ export class PolicyController {
   /** The whole picture, to both enforcers. */
   #recompute(): void {
     const { enforcer } = this.#opts;
-    enforcer.setPolicies(this.#source.policies, this.#source.namespaces);
-    this.#kernelDenials.setPolicies(this.#source.policies, this.#source.namespaces);
+    // Setting policies makes the enforcer compile again; a label or endpoint change needs none.
+    if (this.#policiesChanged) {
+      this.#policiesChanged = false;
+      enforcer.setPolicies(this.#source.policies, this.#source.namespaces);
+      this.#kernelDenials.setPolicies(this.#source.policies, this.#source.namespaces);
+    }
     const next = new Map<string, EnforcedEndpoint>();
     // The same endpoints as the kernel path sees them: local where iptables judges them.
     const onKernel = new Map<string, EnforcedEndpoint>();
@@ -370,6 +395,8 @@ export class PolicyController {
       ...(this.#source.endpoints ?? []).filter((e) => e.local === true).map(endpointKey),
     ]);
     this.#applyKernel([...next.values()]);
+    this.#generation++;
+    this.#appliedAt = new Date();
   }
 
   #applyKernel(endpoints: Endpoint[]): void {

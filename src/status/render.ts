@@ -230,6 +230,9 @@ export function renderPolicy(report: Report): string {
   lines.push(
     `Source: ${src.source} (${src.healthy ? "ok" : "failing"}${src.lastSync !== undefined ? `, last sync ${src.lastSync}` : ""})`,
   );
+  lines.push(
+    `Applied: generation ${p.generation}${p.appliedAt !== undefined ? ` at ${p.appliedAt}` : ""}`,
+  );
   if (src.error !== undefined) {
     for (const [i, line] of src.error.split("\n").entries()) {
       lines.push(`${i === 0 ? "  error: " : "         "}${line}`);

@@ -108,6 +108,25 @@ describe("PolicyController", () => {
     );
   });
 
+  it("counts generations, and compiles again only when policies change, not labels", async () => {
+    const { controller, enforcer } = rig();
+    controller.put("netns:/run/netns/b", body("b", "198.18.1.2"));
+    controller.setSource({ policies: [denyB], namespaces: [makeNamespace("x", { team: "t" })] });
+    await tick();
+    const first = controller.status().generation;
+    expect(first).toBeGreaterThan(0);
+    expect(controller.status().namespaces).toEqual([
+      { name: "x", labels: { team: "t", "kubernetes.io/metadata.name": "x" } },
+    ]);
+    expect(syn("198.18.1.1", "198.18.1.2")(enforcer)).toBe(false);
+    const compiles = enforcer.stats().compiles;
+    controller.put("netns:/run/netns/b", body("b", "198.18.1.2", { labels: { pod: "b", v: "2" } }));
+    await tick();
+    expect(controller.status().generation).toBe(first + 1);
+    expect(syn("198.18.1.3", "198.18.1.2")(enforcer)).toBe(false);
+    expect(enforcer.stats().compiles).toBe(compiles);
+  });
+
   it("judges kernel endpoints nowhere in userspace, but lets policies select them as peers", async () => {
     const applied: number[] = [];
     const kernel: KernelPolicyBackend = {
