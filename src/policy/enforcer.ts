@@ -143,9 +143,8 @@ export interface DirectionJudgement {
 }
 
 function flowEnd(endpoints: EndpointRegistry, address: number): FlowEnd {
-  const ip = formatAddress(address);
   const endpoint = endpoints.owner(address);
-  return endpoint === undefined ? { ip } : { ip, endpoint };
+  return endpoint === undefined ? { ip: address } : { ip: address, endpoint };
 }
 
 /**
@@ -182,8 +181,8 @@ export function judgeFlow(
       denied: {
         time: now,
         direction,
-        from: src.ip,
-        to: dst.ip,
+        from: formatAddress(pkt.src),
+        to: formatAddress(pkt.dst),
         protocol,
         ...(port !== undefined ? { port } : {}),
         namespace: ep.namespace,

@@ -39,9 +39,13 @@ import { type CompiledSelector, type Labels, compileSelector } from "./selector.
 
 export type Direction = "ingress" | "egress";
 
-/** One end of a flow: its IPv4 address and, when known, the endpoint it belongs to. */
+/**
+ * One end of a flow: its IPv4 address (a dotted quad, or the uint32 a packet parser already
+ * has, which saves formatting and parsing it again per new flow) and, when known, the endpoint
+ * it belongs to.
+ */
 export interface FlowEnd {
-  readonly ip: string;
+  readonly ip: string | number;
   /** When absent, the endpoint is looked up by `ip` among the compiled endpoints. */
   readonly endpoint?: Endpoint;
 }
@@ -325,7 +329,7 @@ export function compilePolicies(input: PolicyInput): PolicyMatcher {
   };
 
   const resolve = (end: FlowEnd): Resolved => {
-    const ip = parseIPv4(end.ip);
+    const ip = typeof end.ip === "number" ? end.ip : parseIPv4(end.ip);
     return { ip, endpoint: end.endpoint ?? (ip === undefined ? undefined : byIp.get(ip)) };
   };
 
