@@ -25,6 +25,7 @@ import { ENDPOINTS_CHANNEL, EndpointDirectory } from "../policy/endpoint-directo
 import { PolicyEnforcer } from "../policy/enforcer.js";
 import type { NflogReader, NflogReaderStats } from "../policy/nflog-reader.js";
 import { PolicyDirSource } from "../policy/policy-dir.js";
+import type { NpcPlan } from "../policy/npc/plan.js";
 import { nodePortName } from "./options.js";
 
 export interface PolicyConfig {
@@ -87,6 +88,11 @@ async function kernelBackend(
   // Towards other hosts: Node's TAP on each bridge, and the default bridge's VXLAN tunnels.
   const options = { bridge: bridges, routerPort: [...bridges.map(nodePortName), TUNNEL_PATTERN] };
   const applier = new NpcApplier(options);
+  // Applying resets the rules' counters: what the old rules counted is carried over first.
+  let applied: NpcPlan | undefined;
+  const carried = new Map<string, number>();
+  const current = async (): Promise<Map<string, number>> =>
+    applied === undefined ? new Map() : applier.allowedCounts(applied.allowRules);
   const removed = await applier.cleanup();
   if (removed.length > 0)
     log.info("removed network policy rules left over", { removed: removed.length });
@@ -113,8 +119,19 @@ async function kernelBackend(
   };
   return {
     apply: async (input) => {
-      await applier.apply(planNpc(input, options));
+      const plan = planNpc(input, options);
+      for (const [policy, n] of await current()) {
+        carried.set(policy, (carried.get(policy) ?? 0) + n);
+      }
+      applied = undefined; // if the apply fails, the counters are in an unknown state
+      await applier.apply(plan);
+      applied = plan;
       if (!tried) openDropLog();
+    },
+    allowedCounts: async () => {
+      const total = new Map(carried);
+      for (const [policy, n] of await current()) total.set(policy, (total.get(policy) ?? 0) + n);
+      return total;
     },
     cleanup: async () => {
       reader?.close();
@@ -200,7 +217,10 @@ export async function startPolicy(opts: {
   }
   if (enforcing) opts.dataPlane.switch.setFilter(enforcer);
   live.start();
-  const sweep = setInterval(() => live.sweep(), 5000);
+  const sweep = setInterval(() => {
+    live.sweep();
+    void live.refreshKernelCounts();
+  }, 5000);
   sweep.unref();
   log.info("network policy", {
     source: sourceStatus().source,

@@ -64,6 +64,8 @@ export interface KernelPolicyBackend {
   }): Promise<void>;
   /** Removes everything it made (on stop). */
   cleanup?(): Promise<void>;
+  /** New flows the kernel admitted per policy (`namespace/name`), since start. */
+  allowedCounts?(): Promise<ReadonlyMap<string, number>>;
 }
 
 export interface PolicyStatus {
@@ -152,6 +154,8 @@ export class PolicyController {
   /** The endpoints of this host, whichever path enforces them (for status). */
   #hereKeys = new Set<string>();
   #policiesChanged = true;
+  /** The kernel path's allowed counts as last read (see `refreshKernelCounts`). */
+  #kernelAllowed: ReadonlyMap<string, number> = new Map();
   /** Recomputes handed to the enforcers so far, and when the last one was: for status. */
   #generation = 0;
   #appliedAt: Date | undefined;
@@ -175,6 +179,25 @@ export class PolicyController {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+  }
+
+  /**
+   * Reads the kernel path's allowed counts for status (iptables counters: too slow to read per
+   * status request, so the caller refreshes them now and then). In turn with applies.
+   */
+  refreshKernelCounts(): Promise<void> {
+    const read = this.#opts.kernel?.allowedCounts;
+    if (read === undefined) return Promise.resolve();
+    this.#kernelBusy = this.#kernelBusy.then(async () => {
+      try {
+        this.#kernelAllowed = await read.call(this.#opts.kernel);
+      } catch (err) {
+        this.#opts.log.warn("cannot read the kernel path's counters", {
+          error: (err as Error).message,
+        });
+      }
+    });
+    return this.#kernelBusy;
   }
 
   /** Waits for the kernel backend to finish what it is doing (tests, shutdown). */
@@ -288,7 +311,8 @@ export class PolicyController {
           .sort();
         const counts = stats.perPolicy.get(name);
         const denied = (counts?.denied ?? 0) + (kernelDenied.get(name) ?? 0);
-        return { name, selects, allowed: counts?.allowed ?? 0, denied };
+        const allowed = (counts?.allowed ?? 0) + (this.#kernelAllowed.get(name) ?? 0);
+        return { name, selects, allowed, denied };
       });
     return {
       source: this.#opts.sourceStatus(),

@@ -41,10 +41,21 @@ const POLICIES = [
     metadata: { namespace: "x", name: "deny-b" },
     spec: { podSelector: { matchLabels: { pod: "b" } }, policyTypes: ["Ingress"] },
   },
+  {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { namespace: "x", name: "a-from-b" },
+    spec: {
+      podSelector: { matchLabels: { pod: "a" } },
+      ingress: [
+        { from: [{ podSelector: { matchLabels: { pod: "b" } } }], ports: [{ port: 8080 }] },
+      ],
+    },
+  },
 ];
 
 interface StatusJson {
-  policies: { name: string; selects: string[]; denied: number }[];
+  policies: { name: string; selects: string[]; allowed: number; denied: number }[];
   kernel?: { applied: number; error?: string };
   lastDenied: {
     path: string;
@@ -128,9 +139,21 @@ describe("weft status policy shows the kernel path's denied flows", () => {
         describe: () => JSON.stringify(last),
       },
     );
-    // b to a is open (the SYN gets there, nothing listens); a to b is dropped.
+    // b to a is allowed by a-from-b (the SYN gets there, nothing listens); a to b is dropped.
     const open = await lab.exec(b.ns, "python3", ["-c", CONNECT, a.ip, "8080"]);
     expect(open.code, describeResult(open)).toBe(0);
+    // The kernel path counts the new flow its rule for a-from-b admitted (refreshed every 5 s).
+    await waitFor(
+      async () => {
+        last = await status(host.ns);
+        return (last.policies.find((x) => x.name === "x/a-from-b")?.allowed ?? 0) >= 1;
+      },
+      {
+        what: "the allowed flow counted for x/a-from-b",
+        timeoutMs: 15_000,
+        describe: () => JSON.stringify(last?.policies),
+      },
+    );
     const denied = await lab.exec(a.ns, "python3", ["-c", CONNECT, b.ip, "8080"]);
     expect(denied.code, describeResult(denied)).toBe(1);
 

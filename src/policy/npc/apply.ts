@@ -143,6 +143,42 @@ export class NpcApplier {
   }
 
   /**
+   * New flows each allow rule of the plan admitted since the rules were last written (an apply
+   * resets the counters), per policy: a rule shared by several policies counts for each. Reads
+   * each chain's rules (`-S`) and counters (`-L -v -x`), which iptables lists in the same order.
+   */
+  allowedCounts(allowRules: NpcPlan["allowRules"]): Promise<Map<string, number>> {
+    return this.serial(async () => {
+      const counts = new Map<string, number>();
+      for (const chain of [...new Set(allowRules.map((a) => a.rule.chain))]) {
+        const rules = await this.listChain(chain);
+        const listed = await this.iptables(["-L", chain, "-n", "-v", "-x"], `count ${chain}`);
+        // Two header lines, then one line per rule: packets first.
+        const packets = listed.stdout
+          .split("\n")
+          .slice(2)
+          .filter((l) => l.trim() !== "")
+          .map((l) => Number(l.trim().split(/\s+/)[0]));
+        if (packets.length !== rules.length || packets.some((n) => !Number.isSafeInteger(n))) {
+          throw new NpcCommandError(
+            `count ${chain}: the rule list and the counter list do not match`,
+            `${this.bin.iptables} -L ${chain} -n -v -x`,
+            0,
+            listed.stdout.slice(0, 500),
+          );
+        }
+        for (const { rule, policies } of allowRules) {
+          if (rule.chain !== chain) continue;
+          const i = rules.findIndex((r) => sameArgs(r.args, rule.args));
+          if (i < 0) continue;
+          for (const p of policies) counts.set(p, (counts.get(p) ?? 0) + packets[i]!);
+        }
+      }
+      return counts;
+    });
+  }
+
+  /**
    * Removes every NPC hook (for the configured bridge, and any INPUT/FORWARD rule jumping to a
    * WEAVE-NPC chain), every WEAVE-NPC chain and every `weave-` ipset, whether weft or Weave made
    * them. For stop, and for start after a crash. Returns what it removed, for the log.

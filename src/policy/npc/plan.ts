@@ -129,6 +129,12 @@ export interface NpcPlan {
   readonly hooks: readonly NpcRule[];
   /** iptables-restore input (for `--noflush`) that creates or flushes our chains and fills them. */
   readonly iptablesRestore: string;
+  /**
+   * The rules that admit a new flow for a policy (ingress ACCEPT, egress mark), each with the
+   * policies (`namespace/name`) it came from: a rule several policies share is theirs alike.
+   * Their packet counters are the kernel path's "allowed" counts (they sit behind `state NEW`).
+   */
+  readonly allowRules: readonly { readonly rule: NpcRule; readonly policies: readonly string[] }[];
 }
 
 export interface NpcOptions {
@@ -417,6 +423,8 @@ class Planner {
   private readonly sets = new Map<string, SetBuilder>();
   private readonly rules: NpcRule[] = [];
   private readonly seen = new Set<string>();
+  /** Allow rule key → the rule and the policies it came from. */
+  private readonly allowOwners = new Map<string, { rule: NpcRule; policies: string[] }>();
   /** Endpoint key → the IPv4 addresses it owns. */
   private readonly owned = new Map<string, string[]>();
   private readonly endpoints: Endpoint[];
@@ -648,8 +656,14 @@ class Planner {
     return { protocol: p, matches: ["-m", p, "--dport", hi === lo ? `${lo}` : `${lo}:${hi}`] };
   }
 
-  add(chain: string, args: readonly string[]): void {
+  add(chain: string, args: readonly string[], allowsFor?: string): void {
     const key = `${chain}\0${args.join("\0")}`;
+    if (allowsFor !== undefined) {
+      const owners = this.allowOwners.get(key);
+      if (owners === undefined)
+        this.allowOwners.set(key, { rule: { chain, args }, policies: [allowsFor] });
+      else if (!owners.policies.includes(allowsFor)) owners.policies.push(allowsFor);
+    }
     if (this.seen.has(key)) return; // identical rule specs are shared across policies
     this.seen.add(key);
     this.rules.push({ chain, args });
@@ -657,6 +671,7 @@ class Planner {
 
   /** One (peer, port) of a rule: the iptables rule(s), in canonical argument order. */
   policyRule(
+    policy: string,
     direction: "ingress" | "egress",
     target: { readonly set: string; readonly description: string },
     peer: PeerSpec,
@@ -689,9 +704,9 @@ class Planner {
       clip(`${srcDesc} -> ${dstDesc} (${direction})`),
     ];
     if (direction === "ingress") {
-      this.add(INGRESS_CHAIN, [...args, "-j", "ACCEPT"]);
+      this.add(INGRESS_CHAIN, [...args, "-j", "ACCEPT"], policy);
     } else {
-      this.add(EGRESS_CUSTOM_CHAIN, [...args, "-j", EGRESS_ACCEPT_CHAIN]);
+      this.add(EGRESS_CUSTOM_CHAIN, [...args, "-j", EGRESS_ACCEPT_CHAIN], policy);
       this.add(EGRESS_CUSTOM_CHAIN, [...args, "-j", "RETURN"]);
     }
   }
@@ -731,7 +746,7 @@ class Planner {
         if (rule.peers.length > 0 && peers.length === 0) return;
         for (const peer of peers.length > 0 ? peers : [ANYWHERE]) {
           for (const port of rule.ports.length > 0 ? ports : [ANY_PORT]) {
-            this.policyRule(direction, target, peer, port);
+            this.policyRule(key, direction, target, peer, port);
           }
         }
       });
@@ -794,7 +809,16 @@ class Planner {
     const rules = NPC_CHAINS.flatMap((chain) =>
       [...staticRules, ...this.rules].filter((r) => r.chain === chain),
     );
-    return { sets, rules, hooks, iptablesRestore: restoreText(rules) };
+    return {
+      sets,
+      rules,
+      hooks,
+      iptablesRestore: restoreText(rules),
+      allowRules: [...this.allowOwners.values()].map((o) => ({
+        rule: o.rule,
+        policies: [...o.policies].sort(),
+      })),
+    };
   }
 }
 

@@ -75,6 +75,8 @@ describe("EndpointGuard", () => {
 
   it("refuses a bad MAC or address when made", () => {
     expect(() => new EndpointGuard("02:aa", [])).toThrow(/bad MAC/);
-    expect(() => new EndpointGuard(MAC, ["198.18.9"])).toThrow(/invalid endpoint address "198.18.9"/);
+    expect(() => new EndpointGuard(MAC, ["198.18.9"])).toThrow(
+      /invalid endpoint address "198.18.9"/,
+    );
   });
 });

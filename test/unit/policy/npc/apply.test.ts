@@ -15,6 +15,8 @@ interface Call {
 /** A runner answering `iptables -S` and `ipset save` from canned text; everything else exits 0. */
 function fakeRunner(answers: {
   chains?: Record<string, string>;
+  /** `iptables -L CHAIN -n -v -x` output per chain. */
+  lists?: Record<string, string>;
   save?: string;
   fail?: (c: Call) => CommandResult | undefined;
 }) {
@@ -26,6 +28,8 @@ function fakeRunner(answers: {
     if (failed !== undefined) return failed;
     const ok = (stdout = ""): CommandResult => ({ code: 0, stdout, stderr: "" });
     if (cmd === "ipset" && args[0] === "save") return ok(answers.save ?? "");
+    const l = args.indexOf("-L");
+    if (cmd === "iptables" && l >= 0) return ok(answers.lists?.[args[l + 1] ?? ""] ?? "");
     const s = args.indexOf("-S");
     if (cmd === "iptables" && s >= 0) {
       const chain = args[s + 1];
@@ -252,5 +256,60 @@ describe("parseIpsetSave", () => {
         entries: [{ value: "198.18.0.1", comment: "x y" }, { value: "198.18.1.0/24" }],
       },
     ]);
+  });
+});
+
+describe("allowedCounts", () => {
+  const allowing = planNpc({
+    policies: [
+      networkPolicyFromObject({
+        apiVersion: "networking.k8s.io/v1",
+        kind: "NetworkPolicy",
+        metadata: { namespace: "default", name: "web-80" },
+        spec: {
+          podSelector: { matchLabels: { app: "web" } },
+          ingress: [{ ports: [{ port: 80 }] }],
+        },
+      }),
+    ],
+    endpoints: [web],
+  });
+
+  it("reads each allow rule's packets and adds them up per policy", async () => {
+    const plan = allowing;
+    const allow = plan.allowRules;
+    expect(allow.length).toBeGreaterThan(0);
+    const chain = allow[0]!.rule.chain;
+    const rules = plan.rules.filter((r) => r.chain === chain);
+    const at = rules.findIndex((r) => r.args.join(" ") === allow[0]!.rule.args.join(" "));
+    const listed = [
+      `Chain ${chain} (1 references)`,
+      "    pkts      bytes target     prot opt in     out     source               destination",
+      ...rules.map(
+        (_, i) => `${i === at ? 7 : 100 + i} ${i * 60} ACCEPT all -- * * 0.0.0.0/0 0.0.0.0/0`,
+      ),
+    ].join("\n");
+    const { runner } = fakeRunner({
+      chains: { [chain]: rules.map((r) => ruleLine("-A", r)).join("\n") },
+      lists: { [chain]: listed },
+    });
+    const counts = await new NpcApplier({ runner }).allowedCounts(
+      allow.filter((a) => a.rule.chain === chain),
+    );
+    expect(Object.fromEntries(counts)).toEqual(
+      Object.fromEntries(allow[0]!.policies.map((p) => [p, 7])),
+    );
+  });
+
+  it("refuses a counter list that does not line up with the rules", async () => {
+    const plan = allowing;
+    const chain = plan.allowRules[0]!.rule.chain;
+    const { runner } = fakeRunner({
+      chains: { [chain]: "-A X -j ACCEPT" },
+      lists: { [chain]: "h1\nh2\n" },
+    });
+    await expect(new NpcApplier({ runner }).allowedCounts(plan.allowRules)).rejects.toThrow(
+      /do not match/,
+    );
   });
 });

@@ -294,6 +294,25 @@ COMMIT
       endpoints: [web, client],
     });
     expect(plan.rules.filter((r) => r.chain === "WEAVE-NPC-INGRESS")).toHaveLength(1);
+    // The shared rule admits flows for both policies alike.
+    expect(plan.allowRules).toEqual([
+      {
+        rule: plan.rules.find((r) => r.chain === "WEAVE-NPC-INGRESS"),
+        policies: ["default/a", "default/b"],
+      },
+    ]);
+  });
+
+  it("names the policies of each allow rule, egress by its mark rule only", () => {
+    const p = policy("default", "out", {
+      podSelector: { matchLabels: { role: "client" } },
+      policyTypes: ["Egress"],
+      egress: [{ to: [{ podSelector: { matchLabels: { app: "web" } } }] }],
+    });
+    const plan = planNpc({ policies: [p], endpoints: [web, client] });
+    expect(plan.allowRules.map((a) => [a.rule.chain, a.rule.args.at(-1), a.policies])).toEqual([
+      ["WEAVE-NPC-EGRESS-CUSTOM", "WEAVE-NPC-EGRESS-ACCEPT", ["default/out"]],
+    ]);
   });
 
   it("without multicast, with another router port", () => {
