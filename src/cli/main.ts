@@ -434,7 +434,7 @@ export function buildProgram(): Command {
   program
     .command("attach")
     .description(
-      "connect a network namespace to a weft network's bridge as ethwe, with addresses from IPAM (net:default: the network's subnet; net:CIDR) or claimed (ADDR/PREFIX)",
+      "connect a network namespace to a weft network as ethwe (a veth on its bridge, or a TAP on weft's switch without one), with addresses from IPAM (net:default: the network's subnet; net:CIDR) or claimed (ADDR/PREFIX)",
     )
     .argument("<args...>", "[ADDR/PREFIX | net:CIDR | net:default]... NETNS (name, path or PID)")
     .addOption(new Option("--network <name>", "weft network (default: the default network)"))
