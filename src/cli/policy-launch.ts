@@ -196,7 +196,8 @@ export async function startPolicy(opts: {
     stops.push(() => source.stop());
   } else if (config.kubernetes !== undefined) {
     // Loaded only when asked for: the client library takes most of a second to import.
-    const { KubeSource, loadKubeConfig } = await import("../policy/kube-source.js");
+    const { KubeSource, kubeSourceHealth, loadKubeConfig } =
+      await import("../policy/kube-source.js");
     const source = new KubeSource({
       kubeConfig: loadKubeConfig(config.kubernetes.kubeconfig),
       nodeName: config.kubernetes.nodeName,
@@ -204,15 +205,7 @@ export async function startPolicy(opts: {
       logger: log,
     });
     source.start();
-    sourceStatus = () => {
-      const s = source.status();
-      return {
-        source: "kubernetes",
-        healthy: s.connected && s.synced && s.lastError === undefined,
-        ...(s.lastError !== undefined ? { error: s.lastError } : {}),
-        ...(s.lastSyncAt !== undefined ? { lastSync: s.lastSyncAt } : {}),
-      };
-    };
+    sourceStatus = () => kubeSourceHealth(source.status());
     stops.push(() => source.stop());
   }
   if (enforcing) opts.dataPlane.switch.setFilter(enforcer);

@@ -34,6 +34,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
 import { Logger } from "../util/log.js";
+import type { PolicySourceStatus } from "./controller.js";
 import {
   type Endpoint,
   type EndpointPort,
@@ -726,6 +727,23 @@ export class KubeSource {
       }
     }, this.debounceMs);
   }
+}
+
+/**
+ * The source's health for `weft status policy`: healthy while every kind is listed and watched.
+ * The error shown is the latest of the kinds that are not watching now after failing; once a kind
+ * is back, its past failure (still in `status().lastError`) no longer counts.
+ */
+export function kubeSourceHealth(s: KubeSourceStatus): PolicySourceStatus {
+  const standing = s.resources
+    .filter((r) => !r.connected && r.failures > 0 && r.lastError !== undefined)
+    .sort((a, b) => ((a.lastErrorAt ?? "") < (b.lastErrorAt ?? "") ? 1 : -1))[0];
+  return {
+    source: "kubernetes",
+    healthy: s.connected && s.synced,
+    ...(standing !== undefined ? { error: `${standing.resource}: ${standing.lastError}` } : {}),
+    ...(s.lastSyncAt !== undefined ? { lastSync: s.lastSyncAt } : {}),
+  };
 }
 
 function summarize(
