@@ -1,6 +1,7 @@
 import * as dgram from "node:dgram";
 import type { DatagramBatchHandler, DatagramSocket } from "../sleeve/datagram-socket.js";
-import { ipv4ToUint32, uint32ToIpv4 } from "../sleeve/datagram-socket.js";
+import { ipv4ToUint32 } from "../sleeve/datagram-socket.js";
+import { formatIpv4 } from "../wire/ipv4.js";
 
 /**
  * The sleeve socket on Node's dgram, for where the native addon is not available: one
@@ -43,7 +44,7 @@ export class DgramDatagramSocket implements DatagramSocket {
       const start = offsets[i]!;
       // dgram may send after this returns, and the arena is reused at once: copy.
       const datagram = Buffer.from(buf.subarray(start, start + lengths[i]!));
-      this.socket.send(datagram, addrs[2 * i + 1]!, uint32ToIpv4(addrs[2 * i]!));
+      this.socket.send(datagram, addrs[2 * i + 1]!, formatIpv4(addrs[2 * i]!));
     }
     return count;
   }

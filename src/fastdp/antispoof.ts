@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { parseIpv4 } from "../wire/ipv4.js";
 
 /**
  * Anti-spoofing for endpoints on weft's bridge (beyond Weave): a frame from an endpoint's veth
@@ -20,7 +21,6 @@ const BASE_PRIORITY = -300;
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 export interface EndpointIdentity {
   /** The veth's end on the bridge. */
@@ -41,7 +41,8 @@ function check(e: EndpointIdentity): void {
   if (!MAC.test(e.mac)) throw new Error(`anti-spoofing: bad MAC ${JSON.stringify(e.mac)}`);
   if (e.ips.length === 0) throw new Error(`anti-spoofing: ${e.hostIf} has no address`);
   for (const ip of e.ips) {
-    if (!IPV4.test(ip)) throw new Error(`anti-spoofing: bad IPv4 address ${JSON.stringify(ip)}`);
+    if (parseIpv4(ip) === undefined)
+      throw new Error(`anti-spoofing: bad IPv4 address ${JSON.stringify(ip)}`);
   }
 }
 

@@ -20,6 +20,7 @@
  */
 
 import { spawn } from "node:child_process";
+import { parseIpv4 } from "../wire/ipv4.js";
 
 // ---------------------------------------------------------------------------------------------
 // Names and values, as Weave has them
@@ -87,10 +88,7 @@ const show = (v: unknown): string => (typeof v === "string" ? JSON.stringify(v) 
 
 /** Throws unless `ip` is an IPv4 dotted quad (no leading zeros: iptables reads them as octal). */
 export function validateIpv4(ip: unknown, what = "address"): asserts ip is string {
-  const parts = typeof ip === "string" ? ip.split(".") : [];
-  const ok =
-    parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
-  if (!ok)
+  if (typeof ip !== "string" || parseIpv4(ip) === undefined)
     throw new Error(`ipsec-guard: invalid ${what} ${show(ip)}: expected an IPv4 dotted quad`);
 }
 

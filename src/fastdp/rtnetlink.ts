@@ -15,6 +15,7 @@
  *   struct rtgenmsg { u8 family; } 1 B, padded to 4
  */
 
+import { parseIpv4 } from "../wire/ipv4.js";
 import {
   AttributeList,
   MessageBuilder,
@@ -177,11 +178,11 @@ export function parseNdmsg(payload: Buffer): NdMsg {
 
 /** Dotted-quad IPv4 → 4 bytes in network order (struct in_addr). */
 export function ipv4Bytes(addr: string): Buffer {
-  const parts = addr.split(".");
-  if (parts.length !== 4 || !parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) < 256)) {
-    throw new RangeError(`bad IPv4 address: ${addr}`);
-  }
-  return Buffer.from(parts.map(Number));
+  const value = parseIpv4(addr);
+  if (value === undefined) throw new RangeError(`bad IPv4 address: ${addr}`);
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(value);
+  return out;
 }
 
 /** "aa:bb:cc:dd:ee:ff" → 6 bytes. */

@@ -9,6 +9,7 @@
  * to 0), so `parseCidr` refuses subnets that reach the top of the address space.
  */
 
+import { readIpv4 } from "../wire/ipv4.js";
 import type { Address, Range } from "./types.js";
 
 /** 2^32: one past the last address. */
@@ -64,30 +65,7 @@ export function checkRange(range: Range, what = "range"): Range {
   return range;
 }
 
-// --- Dotted quads
-
-const OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
-
-/** The address, or why `text` is not a dotted quad. */
-function parseQuad(text: string): Address | string {
-  if (text.length > 15) return "want a dotted quad like 10.32.0.1";
-  const parts = text.split(".");
-  if (parts.length !== 4) return "want a dotted quad like 10.32.0.1";
-  let value = 0;
-  for (const part of parts) {
-    if (!OCTET.test(part)) return `octet ${JSON.stringify(part)} is not a number 0..255`;
-    const octet = Number(part);
-    if (octet > 255) return `octet ${part} is above 255`;
-    value = value * 256 + octet;
-  }
-  return value;
-}
-
-/** A dotted quad as `parseAddress` reads it, or undefined when it is not one. */
-export function tryParseAddress(text: string): Address | undefined {
-  const result = parseQuad(text);
-  return typeof result === "string" ? undefined : result;
-}
+// --- Dotted quads (read by wire/ipv4.ts)
 
 /**
  * Parses a dotted quad (`198.18.128.0`) into a uint32, first octet most significant. Exactly
@@ -97,7 +75,7 @@ export function tryParseAddress(text: string): Address | undefined {
  */
 export function parseAddress(text: string, what = "IP address"): Address {
   if (typeof text !== "string") throw new Error(`invalid ${what} ${describe(text)}: not a string`);
-  const result = parseQuad(text);
+  const result = readIpv4(text);
   if (typeof result === "string")
     throw new Error(`invalid ${what} ${JSON.stringify(text)}: ${result}`);
   return result;
@@ -128,7 +106,7 @@ export function parseCidrAddress(text: string, what = "CIDR"): Cidr {
   }
   const slash = text.indexOf("/");
   if (slash < 0) throw new Error(`invalid ${what} ${JSON.stringify(text)}: want a.b.c.d/len`);
-  const address = parseQuad(text.slice(0, slash));
+  const address = readIpv4(text.slice(0, slash));
   if (typeof address === "string") {
     throw new Error(`invalid ${what} ${JSON.stringify(text)}: ${address}`);
   }

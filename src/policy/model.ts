@@ -22,7 +22,7 @@
  * and the field path (`spec.ingress[0].ports[1].port`); conversion collects all of them.
  */
 
-import { tryParseAddress } from "../ipam/address.js";
+import { parseIpv4 as readDottedQuad } from "../wire/ipv4.js";
 import { isIPv6 } from "node:net";
 import {
   type LabelSelector,
@@ -694,7 +694,7 @@ export interface ParsedCidr {
 
 /** A dotted quad as a uint32 (four decimal octets, no leading zeros), or undefined. */
 export function parseIPv4(text: string): number | undefined {
-  return tryParseAddress(text);
+  return readDottedQuad(text);
 }
 
 function parseIPv6(text: string): bigint | undefined {

@@ -3,6 +3,8 @@
  * batched receives into another. Two implementations: the native addon (sendmmsg/recvmmsg) and
  * Node's dgram as a fallback where the addon cannot load.
  */
+import { parseIpv4 } from "../wire/ipv4.js";
+
 export interface DatagramSocket {
   readonly localPort: number;
   /** Sends datagram i = buf[offsets[i], +lengths[i]) to (addrs[2i], addrs[2i+1]); returns how many went. */
@@ -28,18 +30,7 @@ export type DatagramBatchHandler = (
 ) => void;
 
 export function ipv4ToUint32(text: string): number {
-  const parts = text.split(".");
-  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${JSON.stringify(text)}`);
-  let value = 0;
-  for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part) || Number(part) > 255) {
-      throw new Error(`not an IPv4 address: ${JSON.stringify(text)}`);
-    }
-    value = value * 256 + Number(part);
-  }
+  const value = parseIpv4(text);
+  if (value === undefined) throw new Error(`not an IPv4 address: ${JSON.stringify(text)}`);
   return value;
-}
-
-export function uint32ToIpv4(value: number): string {
-  return `${value >>> 24}.${(value >>> 16) & 0xff}.${(value >>> 8) & 0xff}.${value & 0xff}`;
 }

@@ -12,7 +12,7 @@ import {
   writeHeartbeatFrame,
   writeRecordHeader,
 } from "../wire/sleeve-packet.js";
-import { uint32ToIpv4 } from "./datagram-socket.js";
+import { formatIpv4 } from "../wire/ipv4.js";
 import type { PacketArena, PacketSealer } from "./packet-arena.js";
 import {
   SLEEVE_PLAINTEXT_OFFSET,
@@ -99,7 +99,7 @@ export class SleeveForwarder implements PacketSealer {
   }
 
   get address(): string | undefined {
-    return this.hasAddress ? `${uint32ToIpv4(this.remoteIp)}:${this.remotePort}` : undefined;
+    return this.hasAddress ? `${formatIpv4(this.remoteIp)}:${this.remotePort}` : undefined;
   }
 
   /**
@@ -245,7 +245,7 @@ export class SleeveForwarder implements PacketSealer {
         if (this.hasAddress) {
           this.opts.log.info("peer's sleeve address changed", {
             from: this.address,
-            to: `${uint32ToIpv4(fromIp)}:${fromPort}`,
+            to: `${formatIpv4(fromIp)}:${fromPort}`,
           });
         }
         this.setAddress(fromIp, fromPort);

@@ -7,7 +7,7 @@ import {
   hasZeroEthernetHeader,
   parseRecords,
 } from "../wire/sleeve-packet.js";
-import { uint32ToIpv4 } from "./datagram-socket.js";
+import { formatIpv4 } from "../wire/ipv4.js";
 import type { SleeveForwarder } from "./forwarder.js";
 
 /** Where received records go. */
@@ -113,6 +113,6 @@ export class SleeveReceiver {
   }
 
   private drop(reason: string, ip: number, port: number, length: number): void {
-    this.dropLog.log(reason, { from: `${uint32ToIpv4(ip)}:${port}`, bytes: length });
+    this.dropLog.log(reason, { from: `${formatIpv4(ip)}:${port}`, bytes: length });
   }
 }

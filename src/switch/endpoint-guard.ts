@@ -6,7 +6,7 @@
  * pass; so do other EtherTypes (IPv6), as on the bridge. A tagged frame is refused: an endpoint
  * on an access port has no business sending one, and the checks could not see inside it.
  */
-import { parseAddress } from "../ipam/address.js";
+import { readIpv4 } from "../wire/ipv4.js";
 import { ETH_ADDR_LEN, ETH_HEADER_LEN, etherTypeAt, isVlanEtherType } from "../wire/ethernet.js";
 
 const ETHERTYPE_IPV4 = 0x0800;
@@ -28,7 +28,15 @@ export class EndpointGuard {
 
   constructor(mac: string, ips: readonly string[]) {
     this.#mac = macBytes(mac);
-    this.#ips = new Set(ips.map((ip) => parseAddress(ip, "endpoint address")));
+    this.#ips = new Set(
+      ips.map((ip) => {
+        const value = readIpv4(ip);
+        if (typeof value === "string") {
+          throw new RangeError(`invalid endpoint address ${JSON.stringify(ip)}: ${value}`);
+        }
+        return value;
+      }),
+    );
   }
 
   /** True when the frame may enter the switch. */

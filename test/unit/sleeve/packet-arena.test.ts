@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { DatagramBatchHandler, DatagramSocket } from "../../../src/sleeve/datagram-socket.js";
-import { ipv4ToUint32, uint32ToIpv4 } from "../../../src/sleeve/datagram-socket.js";
+import { ipv4ToUint32 } from "../../../src/sleeve/datagram-socket.js";
+import { formatIpv4 } from "../../../src/wire/ipv4.js";
 import { PacketArena } from "../../../src/sleeve/packet-arena.js";
 import { Counters } from "../../../src/util/counters.js";
 
@@ -18,7 +19,7 @@ class FakeSocket implements DatagramSocket {
     const batch: { to: string; bytes: string }[] = [];
     for (let i = 0; i < count; i++) {
       batch.push({
-        to: `${uint32ToIpv4(addrs[2 * i]!)}:${addrs[2 * i + 1]}`,
+        to: `${formatIpv4(addrs[2 * i]!)}:${addrs[2 * i + 1]}`,
         bytes: buf.subarray(offsets[i]!, offsets[i]! + lengths[i]!).toString("hex"),
       });
     }
@@ -123,9 +124,9 @@ describe("IPv4 text <-> uint32", () => {
   it("converts both ways", () => {
     expect(ipv4ToUint32("198.18.0.2")).toBe(0xc6120002);
     expect(ipv4ToUint32("255.255.255.255")).toBe(0xffffffff);
-    expect(uint32ToIpv4(0xc6120002)).toBe("198.18.0.2");
-    expect(uint32ToIpv4(0xffffffff)).toBe("255.255.255.255");
-    expect(uint32ToIpv4(0)).toBe("0.0.0.0");
+    expect(formatIpv4(0xc6120002)).toBe("198.18.0.2");
+    expect(formatIpv4(0xffffffff)).toBe("255.255.255.255");
+    expect(formatIpv4(0)).toBe("0.0.0.0");
   });
 
   it.each(["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.-4", "a.b.c.d", "1.2.3.4 ", "1..2.3"])(
