@@ -17,81 +17,12 @@ import {
   TCP_URG,
   parseFrame,
 } from "../../../src/policy/packet.js";
-
-// Frames are built here byte by byte (checksums are not checked by the parser, so left 0).
+import { addr, eth, icmpMsg, ipv4, tcpSeg, udpDgram } from "./frames.js";
 
 const A = "10.32.0.1";
 const B = "10.32.0.2";
 const R = "10.32.0.254"; // a router, or anyone sending ICMP errors
 const C = "192.168.1.3";
-
-const addr = (dotted: string): number =>
-  dotted.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
-
-interface Ip {
-  src: string;
-  dst: string;
-  proto: number;
-  payload: Buffer;
-  id?: number;
-  fragOffset?: number;
-  mf?: boolean;
-}
-
-function ipv4(p: Ip): Buffer {
-  const h = Buffer.alloc(20);
-  h[0] = 0x45;
-  h.writeUInt16BE(20 + p.payload.length, 2);
-  h.writeUInt16BE(p.id ?? 1, 4);
-  h.writeUInt16BE(((p.mf ?? false) ? 0x2000 : 0) | (p.fragOffset ?? 0), 6);
-  h[8] = 64;
-  h[9] = p.proto;
-  h.writeUInt32BE(addr(p.src), 12);
-  h.writeUInt32BE(addr(p.dst), 16);
-  return Buffer.concat([h, p.payload]);
-}
-
-function eth(ip: Buffer, vlan?: number): Buffer {
-  const head = Buffer.alloc(vlan === undefined ? 14 : 18);
-  head.writeUIntBE(0x020000000002, 0, 6);
-  head.writeUIntBE(0x020000000001, 6, 6);
-  if (vlan !== undefined) {
-    head.writeUInt16BE(0x8100, 12);
-    head.writeUInt16BE(vlan, 14);
-  }
-  head.writeUInt16BE(0x0800, head.length - 2);
-  return Buffer.concat([head, ip]);
-}
-
-function tcpSeg(sport: number, dport: number, flags: number): Buffer {
-  const b = Buffer.alloc(20);
-  b.writeUInt16BE(sport, 0);
-  b.writeUInt16BE(dport, 2);
-  b[12] = 5 << 4;
-  b[13] = flags;
-  return b;
-}
-
-function udpDgram(sport: number, dport: number, data = 0): Buffer {
-  const b = Buffer.alloc(8 + data);
-  b.writeUInt16BE(sport, 0);
-  b.writeUInt16BE(dport, 2);
-  b.writeUInt16BE(8 + data, 4);
-  return b;
-}
-
-function icmpMsg(
-  type: number,
-  code: number,
-  id: number,
-  body: Uint8Array = Buffer.alloc(0),
-): Buffer {
-  const b = Buffer.concat([Buffer.alloc(8), body]);
-  b[0] = type;
-  b[1] = code;
-  b.writeUInt16BE(id, 4);
-  return b;
-}
 
 const tcpIp = (src: string, sp: number, dst: string, dp: number, flags: number): Buffer =>
   ipv4({ src, dst, proto: 6, payload: tcpSeg(sp, dp, flags) });
@@ -714,7 +645,7 @@ describe("ConnTracker: VLAN-tagged frames", () => {
   it("tracks tagged frames as untagged ones (one tracker per network if addresses overlap)", () => {
     const { ct, allow } = tracker();
     const tagged = (ip: Buffer) => {
-      const p = parsed(eth(ip, 0x123));
+      const p = parsed(eth(ip, { vlan: 0x123 }));
       expect(p.vlan).toBe(0x123);
       return p;
     };
