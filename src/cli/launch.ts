@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { peerDataFile } from "../util/atomic-file.js";
 import type { Server } from "node:http";
 import { Counters } from "../util/counters.js";
 import type { Logger } from "../util/log.js";
@@ -379,10 +379,7 @@ export async function launch(config: LaunchConfig, log: Logger): Promise<Running
       dataPlane,
       counters,
       log,
-      storePath: join(
-        config.dataDir,
-        `ports-${formatPeerName(identity.name).replace(/:/g, "")}.json`,
-      ),
+      storePath: peerDataFile(config.dataDir, "ports", identity.name),
     });
     liveEndpointPorts.restore();
     endpointSweep = setInterval(() => liveEndpointPorts.sweep(), 5000);

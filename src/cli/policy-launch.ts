@@ -9,10 +9,10 @@
  * rule is made.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Counters } from "../util/counters.js";
 import { RateLimitedLog, type Logger } from "../util/log.js";
-import { formatPeerName, type PeerName } from "../wire/peer-name.js";
+import type { PeerName } from "../wire/peer-name.js";
+import { peerDataFile } from "../util/atomic-file.js";
 import type { Router } from "../mesh/router.js";
 import type { DataPlane } from "../datapath/data-plane.js";
 import {
@@ -39,11 +39,6 @@ export interface RunningPolicy {
   status(): PolicyStatus;
   readonly controller: PolicyController;
   stop(): Promise<void>;
-}
-
-/** Where the registry of this host's endpoints is kept: per peer name, as IPAM's database. */
-function registryPath(dataDir: string, name: PeerName): string {
-  return join(dataDir, `policy-endpoints-${formatPeerName(name).replace(/:/g, "")}.json`);
 }
 
 const BRIDGE_NF_CALL_IPTABLES = "/proc/sys/net/bridge/bridge-nf-call-iptables";
@@ -180,7 +175,7 @@ export async function startPolicy(opts: {
     directory,
     publish: (endpoints) =>
       router.mesh.gossip.gossipToAll(ENDPOINTS_CHANNEL, directory.setLocal(endpoints)),
-    storePath: registryPath(opts.dataDir, opts.self),
+    storePath: peerDataFile(opts.dataDir, "policy-endpoints", opts.self),
     ...(kernel !== undefined ? { kernel } : {}),
     log,
     sourceStatus: () => sourceStatus(),

@@ -5,8 +5,8 @@
  * under `--data-dir`, so that weft opens them all again after a restart (kill -9 included): the
  * TAPs and their addresses never went away, and traffic resumes by itself.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import type { Counters } from "../util/counters.js";
 import type { Logger } from "../util/log.js";
 import { EndpointGuard } from "../switch/endpoint-guard.js";
@@ -182,9 +182,9 @@ export class EndpointPorts {
   #save(): void {
     const path = this.opts.storePath;
     if (path === undefined) return;
-    const text = JSON.stringify({ version: STORE_VERSION, ports: this.list() }, null, 1);
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(`${path}.tmp`, text, { mode: 0o600 });
-    renameSync(`${path}.tmp`, path);
+    writeFileAtomically(
+      path,
+      JSON.stringify({ version: STORE_VERSION, ports: this.list() }, null, 1),
+    );
   }
 }

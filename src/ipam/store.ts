@@ -1,14 +1,6 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from "node:fs";
-import { join } from "node:path";
-import { formatPeerName, type PeerName } from "../wire/peer-name.js";
+import { readFileSync } from "node:fs";
+import { peerDataFile, writeFileAtomically } from "../util/atomic-file.js";
+import type { PeerName } from "../wire/peer-name.js";
 import type { IpamPersisted, IpamStore } from "./allocator.js";
 
 /** Where Weave kept its database; weft keeps its own beside nothing of Weave's. */
@@ -23,11 +15,8 @@ export const DEFAULT_DATA_DIR = "/var/lib/weft";
 export class JsonFileStore implements IpamStore {
   readonly file: string;
 
-  constructor(
-    private readonly dir: string,
-    peer: PeerName,
-  ) {
-    this.file = join(dir, `ipam-${formatPeerName(peer).replace(/:/g, "")}.json`);
+  constructor(dir: string, peer: PeerName) {
+    this.file = peerDataFile(dir, "ipam", peer);
   }
 
   load(): IpamPersisted | undefined {
@@ -42,25 +31,10 @@ export class JsonFileStore implements IpamStore {
   }
 
   save(state: IpamPersisted): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
-    try {
-      writeSync(
-        fd,
-        JSON.stringify(state, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
-      );
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
-    const dirFd = openSync(this.dir, "r");
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    writeFileAtomically(
+      this.file,
+      JSON.stringify(state, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
+    );
   }
 }
 

@@ -16,8 +16,8 @@
  * recompute. The local registry is persisted under the data directory, so that a restart keeps
  * every endpoint's labels.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import type { Logger } from "../util/log.js";
 import type { EndpointDirectory } from "./endpoint-directory.js";
 import { checkEndpoint } from "./endpoint-identity.js";
@@ -483,9 +483,6 @@ export class PolicyController {
       null,
       1,
     );
-    mkdirSync(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp`;
-    writeFileSync(tmp, text, { mode: 0o600 });
-    renameSync(tmp, path);
+    writeFileAtomically(path, text);
   }
 }
