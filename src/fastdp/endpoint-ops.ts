@@ -15,6 +15,7 @@
  * last (Weave's `weavewait` takes that route as the sign that the interface is ready), then
  * sendGratuitousArp for each address that was new.
  */
+import { macBytes } from "../wire/ethernet.js";
 import { closeSync, existsSync, openSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import * as native from "../native/addon.js";
@@ -36,7 +37,6 @@ import {
   formatIpv4,
   IFF_UP,
   ipv4Bytes,
-  macBytes,
   parseAddressDump,
   parseLinkDetails,
   parseNsidMessage,

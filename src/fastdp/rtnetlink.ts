@@ -15,6 +15,7 @@
  *   struct rtgenmsg { u8 family; } 1 B, padded to 4
  */
 
+import { macBytes } from "../wire/ethernet.js";
 import { parseIpv4 } from "../wire/ipv4.js";
 import {
   AttributeList,
@@ -183,14 +184,6 @@ export function ipv4Bytes(addr: string): Buffer {
   const out = Buffer.alloc(4);
   out.writeUInt32BE(value);
   return out;
-}
-
-/** "aa:bb:cc:dd:ee:ff" → 6 bytes. */
-export function macBytes(mac: string): Buffer {
-  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) {
-    throw new RangeError(`bad MAC address: ${mac}`);
-  }
-  return Buffer.from(mac.split(":").map((h) => parseInt(h, 16)));
 }
 
 export function formatMac(b: Buffer): string {

@@ -7,7 +7,13 @@
  * on an access port has no business sending one, and the checks could not see inside it.
  */
 import { readIpv4 } from "../wire/ipv4.js";
-import { ETH_ADDR_LEN, ETH_HEADER_LEN, etherTypeAt, isVlanEtherType } from "../wire/ethernet.js";
+import {
+  ETH_ADDR_LEN,
+  ETH_HEADER_LEN,
+  etherTypeAt,
+  isVlanEtherType,
+  macBytes,
+} from "../wire/ethernet.js";
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_ARP = 0x0806;
@@ -16,11 +22,6 @@ const ARP_SENDER_MAC_OFFSET = 8;
 const ARP_SENDER_IP_OFFSET = 14;
 const ARP_MIN_LENGTH = 28;
 const IPV4_MIN_HEADER = 20;
-
-function macBytes(mac: string): Buffer {
-  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new RangeError(`bad MAC ${mac}`);
-  return Buffer.from(mac.replace(/:/g, ""), "hex");
-}
 
 export class EndpointGuard {
   readonly #mac: Buffer;

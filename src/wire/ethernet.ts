@@ -34,3 +34,11 @@ export function etherTypeAt(buf: Uint8Array, frameOffset: number): number {
 export function isVlanEtherType(etherType: number): boolean {
   return etherType === ETHERTYPE_8021Q || etherType === ETHERTYPE_8021AD;
 }
+
+/** "aa:bb:cc:dd:ee:ff" → 6 bytes; RangeError for anything else. */
+export function macBytes(mac: string): Buffer {
+  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) {
+    throw new RangeError(`bad MAC address: ${mac}`);
+  }
+  return Buffer.from(mac.split(":").map((h) => parseInt(h, 16)));
+}

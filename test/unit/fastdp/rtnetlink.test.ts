@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { macBytes } from "../../../src/wire/ethernet.js";
 import fc from "fast-check";
 import {
   NetlinkError,
@@ -107,7 +108,6 @@ import {
   IFLA_VXLAN_TTL,
   IFLA_VXLAN_UDP_CSUM,
   ipv4Bytes,
-  macBytes,
   NDA_DST,
   NDA_LLADDR,
   NDA_MASTER,
