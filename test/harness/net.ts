@@ -1,6 +1,6 @@
 // Traffic utilities: ping, checksummed TCP transfers, raw UDP sends and packet captures, all run
 // inside namespaces made by the lab.
-import { describeResult, nsRun } from "./exec.js";
+import { describeResult, nsRun, nsRunOk } from "./exec.js";
 import type { Lab } from "./lab.js";
 import type { ManagedProcess } from "./process.js";
 import { sleep, waitFor } from "./util.js";
@@ -29,6 +29,8 @@ export interface PingOptions {
   dontFragment?: boolean;
   /** Payload fill pattern (-p), up to 16 bytes in hex. */
   pattern?: string;
+  /** Source address (-I). */
+  source?: string;
 }
 
 /** `ping` from namespace `ns` to `ip`. */
@@ -52,6 +54,7 @@ export async function ping(ns: string, ip: string, opts: PingOptions = {}): Prom
   if (opts.size !== undefined) args.push("-s", String(opts.size));
   if (opts.dontFragment) args.push("-M", "do");
   if (opts.pattern !== undefined) args.push("-p", opts.pattern);
+  if (opts.source !== undefined) args.push("-I", opts.source);
   args.push(ip);
   const r = await nsRun(ns, "ping", args, { timeoutMs: timeoutMs + 5000 });
   const output = `${r.stdout}${r.stderr}`;
@@ -78,6 +81,24 @@ export async function ping(ns: string, ip: string, opts: PingOptions = {}): Prom
 }
 
 /** Pings (one probe at a time) until one is answered; throws after timeoutMs with the last output. */
+/**
+ * Three pings from `ns` to `target` sent from `cidr`, an address put on `dev` for the pings and
+ * taken off after: what an endpoint spoofing an address weft did not give it sends.
+ */
+export async function pingFromForeignAddress(
+  ns: string,
+  dev: string,
+  cidr: string,
+  target: string,
+): Promise<PingResult> {
+  await nsRunOk(ns, "ip", ["addr", "add", cidr, "dev", dev]);
+  try {
+    return await ping(ns, target, { count: 3, source: cidr.split("/")[0]! });
+  } finally {
+    await nsRunOk(ns, "ip", ["addr", "del", cidr, "dev", dev]);
+  }
+}
+
 export async function waitForPing(ns: string, ip: string, timeoutMs = 15_000): Promise<PingResult> {
   let last: PingResult | undefined;
   return waitFor(
