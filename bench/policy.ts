@@ -14,6 +14,7 @@
 // prefix (via the e2e harness) and addresses in 198.18.0.0/15; everything it starts is stopped
 // by PID, and the namespaces are deleted, also on failure and on SIGINT/SIGTERM. Benchmarks are
 // not tests: it asserts nothing about the figures, it prints whether the goal is met.
+import { stepRunner } from "./steps.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -123,17 +124,7 @@ function commandLine(argv: readonly string[]): string {
 }
 
 const failures: string[] = [];
-
-async function step<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (e) {
-    const msg = `${what}: ${errorText(e)}`;
-    failures.push(msg);
-    console.error(`FAILED ${msg}`);
-    return undefined;
-  }
-}
+const step = stepRunner(failures);
 
 // ---------------------------------------------------------------------------------------------
 // The two weft pairs

@@ -4,6 +4,7 @@
 // Needs root, iperf3, ping and ip. Creates only namespaces with a unique prefix (via the e2e
 // harness) and addresses in 198.18.0.0/15; everything it starts is stopped by PID, and the
 // namespaces are deleted, also on failure and on SIGINT/SIGTERM.
+import { stepRunner } from "./steps.js";
 import { cpus } from "node:os";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -149,18 +150,7 @@ async function collectMeta(opts: Options, argv: readonly string[]): Promise<Meta
 }
 
 const failures: string[] = [];
-
-/** Runs one step; on failure prints and records it and returns undefined. */
-async function step<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (e) {
-    const msg = `${what}: ${errorText(e)}`;
-    failures.push(msg);
-    console.error(`FAILED ${msg}`);
-    return undefined;
-  }
-}
+const step = stepRunner(failures);
 
 type Snapshot = Map<string, Record<string, number>>;
 
